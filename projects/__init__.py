@@ -1,0 +1,1 @@
+"""Shepherd projects: one package per project, each with a ``steps.py`` registry and ``workers/``."""

@@ -1,0 +1,1 @@
+"""Generic CSV transformations: drop, merge, rename, split, anonymize and pivot columns."""

@@ -1,0 +1,1 @@
+"""IDS-DRR: flood-risk inputs from Sentinel, IMD rainfall and Bhuvan imagery."""
