@@ -17,6 +17,7 @@ from pathlib import Path
 from code_templates import render
 from code_templates.scaffold import (
     ScaffoldError,
+    load_projects,
     projects_root,
     refresh_registry,
     refuse_clash,
@@ -51,12 +52,13 @@ def render_step(
 
 def choose_project(project: str | None) -> str:
     """``project`` if registered, else the only project; refuse to guess between several."""
+    projects = load_projects()
     if project:
         try:
             return registry.get_project(project).name
         except registry.UnknownProject as exc:
             raise ScaffoldError(f"{exc}; create it with: python manage.py add_project {project}") from exc
-    names = sorted(registry.all_projects())
+    names = sorted(projects)
     if len(names) == 1:
         return names[0]
     known = ", ".join(names) or "none; create one with: python manage.py add_project NAME"

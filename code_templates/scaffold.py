@@ -72,9 +72,20 @@ def validate_file_name(name: str) -> str:
     return name
 
 
+def load_projects() -> dict[str, registry.Project]:
+    """The registry's projects; a project that fails to load becomes a ScaffoldError naming it."""
+    try:
+        return registry.all_projects()
+    except Exception as exc:
+        raise ScaffoldError(
+            f"the project registry cannot be loaded ({type(exc).__name__}: {exc}); fix the steps.py "
+            "named in the error first"
+        ) from exc
+
+
 def step_owner(step_name: str) -> str | None:
     """The project that already declares ``step_name``, if any."""
-    for project in registry.all_projects().values():
+    for project in load_projects().values():
         if step_name in project.steps:
             return project.name
     return None
