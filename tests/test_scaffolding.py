@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -21,7 +23,9 @@ from code_templates.listing import describe_projects, format_projects
 from code_templates.new_project import add_project
 from code_templates.publisher_template import main as publisher_main
 from code_templates.scaffold import ScaffoldError, projects_root
+from code_templates.task_template import main as task_main
 from pipeline import registry
+from shepherd_rpc import RpcClient
 
 REPO = Path(__file__).resolve().parents[1]
 RUFF = Path(sys.executable).parent / "ruff"
@@ -228,3 +232,49 @@ def test_management_commands_have_help(command):
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "projects" in result.stdout
+
+
+# --- the generated worker on the real broker ---------------------------------------------------
+
+
+@pytest.fixture
+def worker_process(tmp_path):
+    """Start a generated worker as ``python PATH`` from an unrelated directory; yields (prefix, results)."""
+    script, results, elsewhere = tmp_path / "clean_dates.py", tmp_path / "results", tmp_path / "elsewhere"
+    results.mkdir()
+    elsewhere.mkdir()
+    argv = ["--task_name", "clean_dates", "--result_file", "dates.json", "--output", str(script)]
+    assert task_main(argv) == 0
+    # A prefix under the session's, so the session fixture deletes the queues this test creates.
+    prefix = f"{os.environ['SHEPHERD_AMQP_PREFIX']}.scaffold-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHEPHERD_AMQP_PREFIX": prefix,
+           "SHEPHERD_RESULT_DIR": str(results)}
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, str(script)], cwd=elsewhere, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    yield prefix, results
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    print(log.read_text())  # shown by pytest when the test fails
+
+
+def test_generated_worker_answers_a_real_call(worker_process):
+    # Given a worker exactly as task_template generates it, running against RabbitMQ
+    prefix, results = worker_process
+    client = RpcClient(prefix=prefix, name=f"scaffold-{uuid.uuid4().hex[:8]}").start()
+    try:
+        # When the step is called through the broker
+        result = client.call("clean_dates", context={"column": "date"}, input="s3://bucket/in.csv",
+                             timeout=30, wait_limit=60)
+    finally:
+        client.close()
+    # Then the example body's output comes back and its result file was written
+    path = results / "dates.json"
+    assert result.output == {"result_file": str(path), "input": "s3://bucket/in.csv",
+                             "context": {"column": "date"}}
+    assert json.loads(path.read_text()) == {"context": {"column": "date"}, "input": "s3://bucket/in.csv"}
