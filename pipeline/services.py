@@ -1,0 +1,133 @@
+"""Writes to pipelines and steps. Views, the daemon and commands all change state through here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from pipeline import handoff
+from pipeline.exceptions import IdempotencyConflict, InvalidTransition
+from pipeline.models import Pipeline, PipelineEvent, Step
+from pipeline.validation import PipelineRequest
+
+logger = logging.getLogger(__name__)
+
+
+def record_event(
+    pipeline: Pipeline | int,
+    event: str,
+    message: str,
+    *,
+    step: Step | None = None,
+    level: str = PipelineEvent.Level.INFO,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append a line to the pipeline's log (served at /api/pipelines/{id}/logs/) and to the log."""
+    pipeline_id = pipeline if isinstance(pipeline, int) else pipeline.pk
+    PipelineEvent.objects.create(
+        pipeline_id=pipeline_id, step=step, event=event, message=message, level=level, data=data
+    )
+    log_level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level]
+    logger.log(log_level, "pipeline %s: %s", pipeline_id, message,
+               extra={"pipeline_id": pipeline_id, "event": event})
+
+
+def _digest(request: PipelineRequest) -> str:
+    canonical = json.dumps(asdict(request), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def pipeline_create(
+    *,
+    request: PipelineRequest,
+    owner: AbstractBaseUser | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Pipeline, bool]:
+    """Store a validated pipeline and hand it to the broker once the row has committed.
+
+    Returns ``(pipeline, created)``. With an ``idempotency_key`` already used for the same body,
+    the earlier pipeline comes back with ``created=False``; for a different body,
+    :class:`IdempotencyConflict`.
+    """
+    digest = _digest(request)
+    if idempotency_key:
+        existing = _existing_for_key(idempotency_key, digest)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            pipeline = _insert(request, owner, idempotency_key or None, digest)
+            transaction.on_commit(lambda: handoff.publish_pipeline(pipeline.pk))
+    except IntegrityError:
+        # Two retries with one key raced; the other one stored it.
+        existing = _existing_for_key(idempotency_key, digest) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    return pipeline, True
+
+
+def _existing_for_key(key: str, digest: str) -> Pipeline | None:
+    existing = Pipeline.objects.filter(idempotency_key=key).first()
+    if existing is not None and existing.request_digest != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used for pipeline #{existing.pk} with a different "
+            "body; send a new key for a new pipeline"
+        )
+    return existing
+
+
+def _insert(
+    request: PipelineRequest, owner: AbstractBaseUser | None, key: str | None, digest: str
+) -> Pipeline:
+    pipeline = Pipeline.objects.create(
+        name=request.name,
+        project=request.project,
+        data_url=request.data_url,
+        owner=owner if owner is not None and owner.is_authenticated else None,
+        idempotency_key=key,
+        request_digest=digest,
+    )
+    Step.objects.bulk_create(
+        Step(
+            pipeline=pipeline,
+            name=step.name,
+            queue=step.queue,
+            order_no=step.order_no,
+            context=step.context,
+            timeout=step.timeout,
+            retries=step.retries,
+        )
+        for step in request.steps
+    )
+    record_event(pipeline, "created", f"created with {len(request.steps)} steps")
+    return pipeline
+
+
+def pipeline_cancel(*, pipeline_id: int) -> Pipeline:
+    """Cancel a queued pipeline at once, or ask the daemon to stop a running one before its next step."""
+    with transaction.atomic():
+        pipeline = Pipeline.objects.select_for_update().get(pk=pipeline_id)
+        if pipeline.is_final:
+            raise InvalidTransition(
+                f"pipeline #{pipeline.pk} is already {pipeline.status}; only queued or running "
+                "pipelines can be cancelled"
+            )
+        if pipeline.status == Pipeline.Status.QUEUED:
+            now = timezone.now()
+            pipeline.status = Pipeline.Status.CANCELLED
+            pipeline.finished_at = now
+            pipeline.steps.filter(status=Step.Status.PENDING).update(status=Step.Status.CANCELLED)
+            record_event(pipeline, "cancelled", "cancelled before it started")
+        else:
+            record_event(pipeline, "cancel_requested", "cancel requested; stops before its next step")
+        pipeline.cancel_requested = True
+        pipeline.save(update_fields=["status", "finished_at", "cancel_requested"])
+    return pipeline

@@ -1,0 +1,65 @@
+"""Shared fixtures. Tests talk to the real RabbitMQ (and PostgreSQL when DATABASE_URL says so).
+
+Each test session gets its own AMQP prefix and its own state directory, so sessions running at
+the same time on one broker never see each other's queues.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+
+# Before Django reads its settings.
+os.environ.setdefault("SHEPHERD_AMQP_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
+os.environ.setdefault("SHEPHERD_VAR_DIR", tempfile.mkdtemp(prefix="shepherd-test-"))
+
+import pika  # noqa: E402
+import pika.exceptions  # noqa: E402
+import pytest  # noqa: E402
+
+BROKER_URL = os.environ.get("SHEPHERD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+PREFIX = os.environ["SHEPHERD_AMQP_PREFIX"]
+HOW_TO_START = (
+    "RabbitMQ is not reachable at {url}: start it with `rabbitmq-server -detached` "
+    "(or set SHEPHERD_BROKER_URL). These tests need the real broker and do not skip."
+)
+
+
+def open_channel() -> tuple[pika.BlockingConnection, pika.adapters.blocking_connection.BlockingChannel]:
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(BROKER_URL))
+    except pika.exceptions.AMQPConnectionError as exc:
+        pytest.fail(HOW_TO_START.format(url=BROKER_URL) + f" ({exc!r})")
+    return connection, connection.channel()
+
+
+@pytest.fixture
+def amqp_channel():
+    """A plain channel on the real broker, for looking at queues from the outside."""
+    connection, channel = open_channel()
+    yield channel
+    if connection.is_open:
+        connection.close()
+
+
+def _session_queues() -> list[str]:
+    out = subprocess.run(
+        ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).stdout
+    return [name.strip() for name in out.splitlines() if name.strip().startswith(f"{PREFIX}.")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_session_queues():
+    yield
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(BROKER_URL))
+    except pika.exceptions.AMQPError:
+        return
+    channel = connection.channel()
+    for name in _session_queues():
+        channel.queue_delete(name)
+    connection.close()
