@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pika
 import pika.exceptions
@@ -520,4 +521,4 @@ def _noop() -> None:
 def _safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     params = pika.URLParameters(url)
-    return f"amqp://{params.host}:{params.port}{params.virtual_host and '/' + params.virtual_host}"
+    return f"amqp://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}"

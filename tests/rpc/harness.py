@@ -118,8 +118,9 @@ class Rpc:
         return client.start() if start else client
 
     def worker(self, name: str = "w1", *, lease_timeout: float = 15.0, concurrency: int = 1,
-               heartbeat: int | None = None, wait_ready: bool = True) -> WorkerProcess:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "SHEPHERD_BROKER_URL": BROKER_URL,
+               heartbeat: int | None = None, wait_ready: bool = True,
+               env: dict[str, str] | None = None) -> WorkerProcess:
+        env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO), "SHEPHERD_BROKER_URL": BROKER_URL,
                "SHEPHERD_AMQP_PREFIX": self.prefix, "SHEPHERD_LEASE_TIMEOUT": str(lease_timeout),
                "RPC_TEST_WORKER_NAME": name, "RPC_TEST_RUN_LOG": str(self.tmp_path / f"{name}.runs")}
         env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pika
 import pytest
 
-from shepherd_rpc import NoWorker, StepFailed, StepTimeout, protocol
+from shepherd_rpc import BrokerUnavailable, NoWorker, RpcClient, StepFailed, StepTimeout, protocol
 
 from .harness import Rpc, open_connection, wait_until
 
@@ -85,10 +87,21 @@ def test_a_timed_out_call_raises_and_its_late_reply_is_dropped(
     assert result.call_id != call_id
 
 
-def test_a_poison_message_is_dead_lettered_and_the_worker_keeps_answering(rpc: Rpc) -> None:
-    worker = rpc.worker()
+def _oversize_request() -> bytes:
+    request = protocol.Request(str(uuid.uuid4()), "echo", 1, None, None, {}, "x" * 4096, time.time() + 60)
+    return protocol.encode(request)
+
+
+@pytest.mark.parametrize("poison, complaint, env", [
+    (b"\x00\x01 not a shepherd envelope " + uuid.uuid4().hex.encode(), "message body is not JSON", {}),
+    (b'{"v": 9, "type": "request"}', "unsupported protocol version 9", {}),
+    (_oversize_request(), "exceeds SHEPHERD_MAX_MESSAGE_BYTES=2048", {"SHEPHERD_MAX_MESSAGE_BYTES": "2048"}),
+], ids=["not-json", "unknown-version", "oversize"])
+def test_a_poison_message_is_dead_lettered_and_the_worker_keeps_answering(
+    rpc: Rpc, poison: bytes, complaint: str, env: dict[str, str]
+) -> None:
+    worker = rpc.worker(env=env)
     client = rpc.client()
-    poison = b"\x00\x01 not a shepherd envelope " + uuid.uuid4().hex.encode()
 
     conn = open_connection()
     try:
@@ -104,7 +117,7 @@ def test_a_poison_message_is_dead_lettered_and_the_worker_keeps_answering(rpc: R
     finally:
         conn.close()
 
-    assert "dead-lettering a request: message body is not JSON" in worker.log()
+    assert any("dead-lettering a request" in line and complaint in line for line in worker.log().splitlines())
     assert client.call("echo", context={}, input="alive", timeout=10, wait_limit=10).output == "alive"
 
 
@@ -123,3 +136,27 @@ def test_many_calls_in_flight_from_many_threads_each_get_their_own_answer(rpc: R
 
     assert outputs == [{"i": i, "pad": "x" * (i * 37)} for i in range(150)]
     assert len(seen_threads) > 1
+
+
+def test_sigterm_lets_the_step_in_flight_finish_then_the_worker_exits_zero(rpc: Rpc) -> None:
+    worker = rpc.worker()
+    client = rpc.client()
+    future = client.submit("slow", context={}, input={"token": "term", "seconds": 2}, timeout=30,
+                           wait_limit=30)
+    wait_until(lambda: ("start", "term") in worker.runs(), 20, "the handler to start")
+
+    worker.proc.send_signal(signal.SIGTERM)
+
+    assert future.result(timeout=30).output == {"token": "term", "slept": 2}
+    assert worker.proc.wait(30) == 0
+    assert worker.runs() == [("start", "term"), ("done", "term")]
+
+
+def test_an_unreachable_broker_fails_start_with_broker_unavailable_not_a_pika_error() -> None:
+    client = RpcClient("amqp://guest:guest@127.0.0.1:1/%2F", prefix="unused", connect_timeout=1)
+
+    with pytest.raises(BrokerUnavailable, match="cannot connect to the broker at amqp://127.0.0.1:1/") as e:
+        client.start()
+
+    assert "SHEPHERD_BROKER_URL" in str(e.value)
+    assert e.value.__cause__ is not None
