@@ -5,7 +5,7 @@ Imports only the standard library and pika, so a worker node needs nothing else.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"  # keep in step with pyproject.toml
 
 from .client import RpcClient, StepResult
 from .errors import (

@@ -235,7 +235,7 @@ class RpcClient:
         if conn is not None:
             try:
                 conn.add_callback_threadsafe(_noop)
-            except amqp.CONNECTION_ERRORS:
+            except Exception:  # noqa: BLE001 - best effort: closed or being replaced by the I/O thread
                 pass  # reconnecting: the loop drains the commands once connected
 
     # -- the I/O thread ------------------------------------------------------------
@@ -326,7 +326,8 @@ class RpcClient:
                     self._publish(item)
         if self._ready:
             while self._probes:
-                self._answer_probe(self._probes.pop())
+                self._answer_probe(self._probes[-1])
+                self._probes.pop()  # only once answered: a connection error keeps it for the next try
 
     def _shutdown(self) -> None:
         self._ready = False
