@@ -1,26 +1,19 @@
 """Shared fixtures. Tests talk to the real RabbitMQ (and PostgreSQL when DATABASE_URL says so).
 
-Each test session gets its own AMQP prefix and its own state directory, so sessions running at
-the same time on one broker never see each other's queues.
+The session's own AMQP prefix and state directory come from shepherd/test_settings.py.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
-import uuid
 
-# Before Django reads its settings.
-os.environ.setdefault("SHEPHERD_AMQP_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("SHEPHERD_VAR_DIR", tempfile.mkdtemp(prefix="shepherd-test-"))
-
-import pika  # noqa: E402
-import pika.exceptions  # noqa: E402
-import pytest  # noqa: E402
+import pika
+import pika.exceptions
+import pytest
 
 BROKER_URL = os.environ.get("SHEPHERD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-PREFIX = os.environ["SHEPHERD_AMQP_PREFIX"]
+PREFIX = os.environ.get("SHEPHERD_AMQP_PREFIX", "")
 HOW_TO_START = (
     "RabbitMQ is not reachable at {url}: start it with `rabbitmq-server -detached` "
     "(or set SHEPHERD_BROKER_URL). These tests need the real broker and do not skip."
@@ -45,6 +38,8 @@ def amqp_channel():
 
 
 def _session_queues() -> list[str]:
+    if not PREFIX.startswith("test-"):
+        return []
     out = subprocess.run(
         ["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
         capture_output=True, text=True, timeout=60, check=False,
@@ -63,3 +58,11 @@ def _delete_session_queues():
     for name in _session_queues():
         channel.queue_delete(name)
     connection.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can print logs of a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
