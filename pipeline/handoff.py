@@ -123,6 +123,19 @@ def sweep_unpublished() -> int:
     return published
 
 
+def republish_lapsed() -> int:
+    """Hand off again running pipelines whose daemon's lease ran out long ago (it died, and the
+    broker lost or already settled its message), so a live daemon resumes them."""
+    from pipeline.models import Pipeline
+
+    cutoff = timezone.now() - timedelta(seconds=settings.SHEPHERD_PIPELINE_LEASE)
+    lapsed = Pipeline.objects.filter(status=Pipeline.Status.RUNNING, lease_expires_at__lt=cutoff)
+    published = sum(publish_pipeline(pk) for pk in lapsed.values_list("pk", flat=True))
+    if published:
+        logger.info("sweep handed off %d running pipeline(s) whose daemon stopped renewing them", published)
+    return published
+
+
 def broker_reachable() -> bool:
     try:
         _channel()

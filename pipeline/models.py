@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Pipeline(models.Model):
@@ -39,6 +40,8 @@ class Pipeline(models.Model):
     #: which daemon runs it, and until when its claim holds without a renewal
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    #: the flow run that mirrors this pipeline in Prefect
+    prefect_flow_run_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -102,11 +105,12 @@ class PipelineEvent(models.Model):
 
     pipeline = models.ForeignKey(Pipeline, related_name="events", on_delete=models.CASCADE)
     step = models.ForeignKey(Step, null=True, blank=True, related_name="events", on_delete=models.CASCADE)
-    created_at = models.DateTimeField(auto_now_add=True)
+    #: when it happened (a worker's pick-up is stored a moment later than it happened)
+    created_at = models.DateTimeField(default=timezone.now)
     level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
     event = models.CharField(max_length=40)
     message = models.TextField()
     data = models.JSONField(null=True, blank=True)
 
     class Meta:
-        ordering = ["id"]
+        ordering = ["created_at", "id"]

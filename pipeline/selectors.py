@@ -31,4 +31,5 @@ def pipeline_get(pipeline_id: int) -> Pipeline:
 
 
 def pipeline_events(pipeline_id: int) -> QuerySet[PipelineEvent]:
-    return PipelineEvent.objects.filter(pipeline_id=pipeline_id).select_related("step").order_by("id")
+    events = PipelineEvent.objects.filter(pipeline_id=pipeline_id).select_related("step")
+    return events.order_by("created_at", "id")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -28,11 +29,13 @@ def record_event(
     step: Step | None = None,
     level: str = PipelineEvent.Level.INFO,
     data: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """Append a line to the pipeline's log (served at /api/pipelines/{id}/logs/) and to the log."""
     pipeline_id = pipeline if isinstance(pipeline, int) else pipeline.pk
     PipelineEvent.objects.create(
-        pipeline_id=pipeline_id, step=step, event=event, message=message, level=level, data=data
+        pipeline_id=pipeline_id, step=step, event=event, message=message, level=level, data=data,
+        created_at=at or timezone.now(),
     )
     log_level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level]
     logger.log(log_level, "pipeline %s: %s", pipeline_id, message,
@@ -130,4 +133,33 @@ def pipeline_cancel(*, pipeline_id: int) -> Pipeline:
             record_event(pipeline, "cancel_requested", "cancel requested; stops before its next step")
         pipeline.cancel_requested = True
         pipeline.save(update_fields=["status", "finished_at", "cancel_requested"])
+    return pipeline
+
+
+def pipeline_retry(*, pipeline_id: int) -> Pipeline:
+    """Queue a failed or cancelled pipeline again, from its first unfinished step.
+
+    Steps that succeeded keep their outputs and do not run again; the others start over with a
+    fresh retry budget.
+    """
+    with transaction.atomic():
+        pipeline = Pipeline.objects.select_for_update().get(pk=pipeline_id)
+        if pipeline.status not in (Pipeline.Status.FAILED, Pipeline.Status.CANCELLED):
+            raise InvalidTransition(
+                f"pipeline #{pipeline.pk} is {pipeline.status}; only failed or cancelled pipelines "
+                "can be retried"
+            )
+        pipeline.steps.exclude(status=Step.Status.SUCCEEDED).update(
+            status=Step.Status.PENDING, attempts=0, error=None, output=None, call_id="",
+            started_at=None, finished_at=None,
+        )
+        pipeline.status = Pipeline.Status.QUEUED
+        pipeline.cancel_requested = False
+        pipeline.error = pipeline.finished_at = pipeline.published_at = None
+        pipeline.claimed_by, pipeline.lease_expires_at = "", None
+        pipeline.save()
+        first = pipeline.steps.exclude(status=Step.Status.SUCCEEDED).order_by("order_no").first()
+        where = f"step {first.order_no} {first.name!r}" if first else "its end"
+        record_event(pipeline, "retried", f"queued again; resumes at {where}")
+        transaction.on_commit(lambda: handoff.publish_pipeline(pipeline.pk))
     return pipeline

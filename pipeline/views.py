@@ -101,6 +101,20 @@ class PipelineCancelApi(APIView):
         return Response(data, status=code)
 
 
+class PipelineRetryApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={202: PipelineSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        description="Queue a failed or cancelled pipeline again from its first unfinished step; "
+        "steps that succeeded keep their outputs.",
+    )
+    def post(self, request: Request, pipeline_id: int) -> Response:
+        _get_or_404(pipeline_id)
+        services.pipeline_retry(pipeline_id=pipeline_id)
+        data = PipelineSerializer(selectors.pipeline_get(pipeline_id), context={"request": request}).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
 class PipelineLogsApi(generics.GenericAPIView):
     serializer_class = PipelineEventSerializer
 

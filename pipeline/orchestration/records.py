@@ -1,0 +1,162 @@
+"""The daemon's writes: claiming pipelines, leases, and the state of each step as it happens.
+
+Every transition is a conditional UPDATE, so two daemons (or one restarted) never both win.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback as tb
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from pipeline.models import Pipeline, Step
+from pipeline.services import record_event
+
+
+class Claim(enum.Enum):
+    RUN = "run"
+    SKIP = "skip"
+
+
+def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float, active: set[int]) -> Claim:
+    """Take a pipeline to run: a queued one, or a running one whose claim has lapsed.
+
+    A running pipeline is taken over when its lease has expired (its daemon died) or when it is
+    claimed under this daemon's name but not running here (this daemon was restarted).
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=lease)
+    queued = Pipeline.objects.filter(pk=pipeline_id, status=Pipeline.Status.QUEUED, cancel_requested=False)
+    if queued.update(status=Pipeline.Status.RUNNING, claimed_by=daemon, lease_expires_at=until,
+                     started_at=Coalesce(F("started_at"), now)):
+        record_event(pipeline_id, "claimed", f"picked up by daemon {daemon!r}")
+        return Claim.RUN
+    pipeline = (Pipeline.objects.filter(pk=pipeline_id)
+                .values("status", "claimed_by", "lease_expires_at").first())
+    if pipeline is None or pipeline["status"] != Pipeline.Status.RUNNING or pipeline_id in active:
+        return Claim.SKIP
+    lapsed = pipeline["lease_expires_at"] is None or pipeline["lease_expires_at"] < now
+    if not lapsed and pipeline["claimed_by"] != daemon:
+        return Claim.SKIP
+    taken = Pipeline.objects.filter(
+        pk=pipeline_id, status=Pipeline.Status.RUNNING, claimed_by=pipeline["claimed_by"],
+        lease_expires_at=pipeline["lease_expires_at"],
+    ).update(claimed_by=daemon, lease_expires_at=until)
+    if not taken:
+        return Claim.SKIP
+    previous = pipeline["claimed_by"]
+    previous = "its restart" if previous == daemon else f"daemon {previous!r} stopped"
+    record_event(pipeline_id, "resumed", f"resumed by daemon {daemon!r} after {previous}")
+    return Claim.RUN
+
+
+def leases_renew(pipeline_ids: list[int], *, daemon: str, lease: float) -> None:
+    if pipeline_ids:
+        Pipeline.objects.filter(pk__in=pipeline_ids, claimed_by=daemon).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=lease)
+        )
+
+
+def lease_release(pipeline_id: int, *, daemon: str) -> None:
+    """Let any daemon resume this pipeline at once (this one is shutting down)."""
+    Pipeline.objects.filter(pk=pipeline_id, claimed_by=daemon, status=Pipeline.Status.RUNNING).update(
+        lease_expires_at=timezone.now()
+    )
+
+
+def steps_in_order(pipeline_id: int) -> list[Step]:
+    return list(Step.objects.filter(pipeline_id=pipeline_id).order_by("order_no"))
+
+
+def cancel_requested(pipeline_id: int) -> bool:
+    return Pipeline.objects.filter(pk=pipeline_id, cancel_requested=True).exists()
+
+
+def step_start_attempt(step: Step, *, call_id: str) -> None:
+    """Mark the next attempt running and remember its call id before the request is published."""
+    now = timezone.now()
+    step.attempts += 1
+    step.status = Step.Status.RUNNING
+    step.call_id = call_id
+    step.started_at = step.started_at or now
+    step.finished_at = None
+    Step.objects.filter(pk=step.pk).update(
+        attempts=step.attempts, status=step.status, call_id=call_id, started_at=step.started_at,
+        finished_at=None,
+    )
+
+
+def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any]) -> None:
+    step.status, step.output, step.worker, step.error = Step.Status.SUCCEEDED, output, worker, None
+    step.finished_at = timezone.now()
+    Step.objects.filter(pk=step.pk).update(
+        status=step.status, output=output, worker=worker, error=None, finished_at=step.finished_at
+    )
+
+
+def step_attempt_failed(
+    step: Step, *, error: dict[str, Any], worker: dict[str, Any] | None, final: bool
+) -> None:
+    """Store an attempt's error; the step is ``failed`` only when no retry is left."""
+    step.error, step.worker = error, worker or step.worker
+    fields: dict[str, Any] = {"error": error, "worker": step.worker}
+    if final:
+        step.status, step.finished_at = Step.Status.FAILED, timezone.now()
+        fields.update(status=step.status, finished_at=step.finished_at)
+    Step.objects.filter(pk=step.pk).update(**fields)
+
+
+def pipeline_succeeded(pipeline_id: int, *, output: Any) -> None:
+    with transaction.atomic():
+        Pipeline.objects.filter(pk=pipeline_id).update(
+            status=Pipeline.Status.SUCCEEDED, output=output, error=None, finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+        record_event(pipeline_id, "finished", "succeeded")
+
+
+def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> None:
+    """Fail the pipeline with the step's error; the steps after it become ``skipped``."""
+    with transaction.atomic():
+        Step.objects.filter(pipeline_id=pipeline_id, order_no__gt=step.order_no,
+                            status=Step.Status.PENDING).update(status=Step.Status.SKIPPED)
+        Pipeline.objects.filter(pk=pipeline_id).update(
+            status=Pipeline.Status.FAILED, error={**error, "step": step.name, "order_no": step.order_no},
+            finished_at=timezone.now(), lease_expires_at=None,
+        )
+        record_event(pipeline_id, "failed", f"failed at step {step.order_no} {step.name!r}: "
+                     f"{error.get('type')}: {error.get('message')}", step=step, level="error")
+
+
+def pipeline_cancelled(pipeline_id: int) -> None:
+    with transaction.atomic():
+        Step.objects.filter(pipeline_id=pipeline_id, status=Step.Status.PENDING).update(
+            status=Step.Status.CANCELLED
+        )
+        Pipeline.objects.filter(pk=pipeline_id).update(
+            status=Pipeline.Status.CANCELLED, finished_at=timezone.now(), lease_expires_at=None
+        )
+        record_event(pipeline_id, "cancelled", "cancelled before its next step")
+
+
+def error_from_exception(exc: BaseException) -> dict[str, Any]:
+    """{type, message, traceback} for an error raised here (not by a worker)."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def running_calls(*, daemon: str) -> list[Step]:
+    """Steps in flight under this daemon's name when it last stopped: the calls to re-attach to."""
+    return list(Step.objects.filter(
+        status=Step.Status.RUNNING, pipeline__status=Pipeline.Status.RUNNING,
+        pipeline__claimed_by=daemon,
+    ).exclude(call_id=""))

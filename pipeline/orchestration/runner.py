@@ -1,0 +1,169 @@
+"""Runs one pipeline: its steps in order_no order, each on a worker, each step's output the next one's input.
+
+Plain functions and one small class over the RPC client and the records module; the daemon
+decides which pipelines run and when.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.models import Pipeline, Step
+from pipeline.orchestration import records
+from pipeline.orchestration.prefect_recorder import PrefectRecorder
+from shepherd_rpc import NoWorker, RpcClient, RpcError, StepFailed, StepResult, StepTimeout
+
+logger = logging.getLogger(__name__)
+
+#: longest single wait on a step's future before looking at shutdown and cancel requests
+POLL_SECONDS = 0.5
+MAX_BACKOFF = 60.0
+
+EventSink = Callable[[int, str, str, Step | None], None]
+
+
+class Outcome(enum.Enum):
+    #: succeeded, failed or cancelled: the hand-off message can be acknowledged
+    FINAL = "final"
+    #: the daemon is stopping: the pipeline stays running, resumable by the next daemon
+    INTERRUPTED = "interrupted"
+
+
+@dataclass
+class RunContext:
+    """What every pipeline run of one daemon shares."""
+
+    client: RpcClient
+    recorder: PrefectRecorder
+    wait_limit: float
+    backoff: float
+    stopping: threading.Event
+    shutdown_grace: float
+    #: futures of calls a previous run of this daemon left in flight, by call id
+    resumed: dict[str, Future[StepResult]] = field(default_factory=dict)
+    #: called from the RPC thread when a worker claims a request (keep it cheap)
+    on_claimed: Callable[[int, Step, dict[str, Any]], None] | None = None
+    stop_deadline: float | None = None
+
+
+def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
+    """Run the pipeline's unfinished steps; return whether it reached a final state."""
+    pipeline = Pipeline.objects.get(pk=pipeline_id)
+    flow_name = f"pipeline-{pipeline.pk}-{pipeline.name}"
+    ctx.recorder.pipeline_state(pipeline.pk, name=flow_name, state="running",
+                                flow_run_id=pipeline.prefect_flow_run_id or None)
+    data: Any = pipeline.data_url or None
+    for step in records.steps_in_order(pipeline_id):
+        if step.status == Step.Status.SUCCEEDED:
+            data = step.output
+            continue
+        if records.cancel_requested(pipeline_id):
+            records.pipeline_cancelled(pipeline_id)
+            ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="cancelled")
+            return Outcome.FINAL
+        if ctx.stopping.is_set() and step.status != Step.Status.RUNNING:
+            return Outcome.INTERRUPTED
+        result = _run_step(pipeline_id, step, data, ctx)
+        if result is None:
+            return Outcome.INTERRUPTED
+        ok, data = result
+        if not ok:
+            ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="failed",
+                                        message=f"step {step.name} failed")
+            return Outcome.FINAL
+    records.pipeline_succeeded(pipeline_id, output=data)
+    ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="succeeded")
+    return Outcome.FINAL
+
+
+def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple[bool, Any] | None:
+    """Attempts of one step until success or no retry is left. None if interrupted by shutdown."""
+    task_name = f"{step.name}-{step.order_no}"
+    while True:
+        future = _attach_or_publish(pipeline_id, step, data, ctx)
+        ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="running")
+        try:
+            result = _wait(future, ctx)
+        except _Interrupted:
+            return None
+        except RpcError as exc:
+            final = step.attempts > step.retries
+            error, worker = _describe_error(exc)
+            records.step_attempt_failed(step, error=error, worker=worker, final=final)
+            if final:
+                records.pipeline_failed(pipeline_id, step=step, error=error)
+                ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="failed",
+                                        message=error["message"])
+                return False, None
+            delay = min(MAX_BACKOFF, ctx.backoff * 2 ** (step.attempts - 1))
+            records.record_event(pipeline_id, "retrying", f"step {step.order_no} {step.name!r} attempt "
+                                 f"{step.attempts} failed ({error['type']}: {error['message']}); retrying "
+                                 f"in {delay:g} s", step=step, level="warning")
+            if ctx.stopping.wait(delay):
+                return None
+            continue
+        records.step_succeeded(step, output=result.output, worker=result.worker)
+        records.record_event(pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
+                             f"on {_worker_label(result.worker)} (attempt {step.attempts})", step=step)
+        ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="succeeded")
+        return True, result.output
+
+
+def _attach_or_publish(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> Future[StepResult]:
+    """Re-attach to the attempt a previous run left in flight, or publish the next attempt."""
+    if step.status == Step.Status.RUNNING and step.call_id in ctx.resumed:
+        records.record_event(pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
+                             f"attempt {step.attempts} left in flight", step=step)
+        return ctx.resumed.pop(step.call_id)
+    call_id = f"step-{step.pk}-{step.attempts + 1}"
+    records.step_start_attempt(step, call_id=call_id)
+    records.record_event(pipeline_id, "published", f"step {step.order_no} {step.name!r} attempt "
+                         f"{step.attempts} published to queue {step.queue!r}", step=step)
+
+    def on_event(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "claimed" and ctx.on_claimed is not None:
+            ctx.on_claimed(pipeline_id, step, payload)
+
+    return ctx.client.submit(
+        step.queue, context=step.context, input=data, timeout=step.timeout, wait_limit=ctx.wait_limit,
+        call_id=call_id, attempt=step.attempts, pipeline_id=pipeline_id, step_id=step.pk, step=step.name,
+        on_event=on_event,
+    )
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _wait(future: Future[StepResult], ctx: RunContext) -> StepResult:
+    """The call's result; gives up (leaving the call resumable) once a shutdown's grace has run out."""
+    while True:
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except FutureTimeout:
+            if ctx.stopping.is_set():
+                if ctx.stop_deadline is None:
+                    ctx.stop_deadline = time.monotonic() + ctx.shutdown_grace
+                if time.monotonic() > ctx.stop_deadline:
+                    raise _Interrupted from None
+
+
+def _describe_error(exc: RpcError) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    if isinstance(exc, StepFailed):
+        return {"type": exc.error_type, "message": exc.message, "traceback": exc.traceback or ""}, exc.worker
+    kind = {NoWorker: "NoWorker", StepTimeout: "StepTimeout"}.get(type(exc), type(exc).__name__)
+    return {"type": kind, "message": str(exc), "traceback": ""}, None
+
+
+def _worker_label(worker: dict[str, Any] | None) -> str:
+    if not worker:
+        return "an unknown worker"
+    return f"worker {worker.get('name') or '?'} ({worker.get('host')}, pid {worker.get('pid')})"
