@@ -1,0 +1,203 @@
+"""The orchestrator end to end: API -> daemon -> workers -> database, all real processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections import Counter
+from datetime import datetime
+
+import pytest
+from rest_framework.test import APIClient
+
+from pipeline.models import Pipeline, Step
+from tests.factories import token_for
+from tests.support.processes import REPO, Processes, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture
+def procs(tmp_path, request):
+    group = Processes(tmp_path)
+    group.env["DEMO_WORKER_LOG"] = str(tmp_path / "calls.jsonl")
+    group.env["SHEPHERD_DAEMON_NAME"] = f"test-{request.node.name[:40]}"
+    yield group
+    group.stop_all()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(group.logs())
+
+
+@pytest.fixture
+def api() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for()}")
+    return client
+
+
+def submit(api: APIClient, *steps: tuple[str, dict], data_url: str = "", name: str = "demo", **step_opts):
+    body = {"pipeline_name": name, "project": "demo", "data_url": data_url,
+            "transformers_list": [{"name": n, "order_no": i + 1, "context": c, **step_opts}
+                                  for i, (n, c) in enumerate(steps)]}
+    response = api.post("/api/pipelines/", body, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def final(api: APIClient, pipeline_id: int, procs: Processes, timeout: float = 60) -> dict:
+    def done():
+        body = api.get(f"/api/pipelines/{pipeline_id}/").json()
+        return body if body["status"] in FINAL else None
+
+    try:
+        return wait_until(done, timeout=timeout, what=f"pipeline {pipeline_id} to finish")
+    except AssertionError:
+        print(procs.logs())
+        raise
+
+
+def calls(procs: Processes) -> list[dict]:
+    path = procs.workdir / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_three_step_pipeline_passes_each_output_to_the_next_step(api, procs):
+    procs.demo_worker()
+    procs.daemon()
+
+    pipeline_id = submit(api, ("append", {"text": "-a"}), ("append", {"text": "-b"}),
+                         ("append", {"text": "-c"}), data_url="file:///data/in.csv")
+    pipeline = final(api, pipeline_id, procs)
+
+    assert pipeline["status"] == "succeeded", pipeline
+    assert [s["output"] for s in pipeline["steps"]] == [
+        "file:///data/in.csv-a", "file:///data/in.csv-a-b", "file:///data/in.csv-a-b-c"]
+    assert pipeline["output"] == "file:///data/in.csv-a-b-c"
+    assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in pipeline["steps"])
+    assert all(s["worker"]["pid"] and s["started_at"] <= s["finished_at"] for s in pipeline["steps"])
+    events = [e["event"] for e in api.get(f"/api/pipelines/{pipeline_id}/logs/").json()["results"]]
+    assert events[:2] == ["created", "claimed"] and events[-1] == "finished"
+    assert events.count("published") == 3 and events.count("step_succeeded") == 3
+
+
+def test_a_failing_step_fails_the_pipeline_with_the_worker_traceback_and_skips_the_rest(api, procs):
+    procs.demo_worker()
+    procs.daemon()
+
+    pipeline_id = submit(api, ("append", {"text": "a"}), ("fail", {"message": "bad row 7"}),
+                         ("append", {"text": "c"}), retries=0)
+    pipeline = final(api, pipeline_id, procs)
+
+    assert pipeline["status"] == "failed"
+    assert [s["status"] for s in pipeline["steps"]] == ["succeeded", "failed", "skipped"]
+    error = pipeline["steps"][1]["error"]
+    assert error["type"] == "ValueError" and error["message"] == "bad row 7"
+    assert "def fail" in error["traceback"] or "in fail" in error["traceback"]
+    assert pipeline["error"]["step"] == "fail" and pipeline["error"]["message"] == "bad row 7"
+
+
+def test_a_failed_step_is_retried_as_the_registry_or_request_says(api, procs):
+    procs.demo_worker()
+    procs.daemon(SHEPHERD_RETRY_BACKOFF="0.1")
+
+    pipeline_id = submit(api, ("fail", {"message": "flaky"}), retries=2)
+    pipeline = final(api, pipeline_id, procs)
+
+    assert pipeline["status"] == "failed" and pipeline["steps"][0]["attempts"] == 3
+    assert [c["step"] for c in calls(procs)] == ["fail"] * 3
+
+
+def test_a_step_with_no_worker_fails_the_pipeline_with_the_no_worker_error(api, procs):
+    procs.daemon("wait-limit=2")
+
+    pipeline_id = submit(api, ("noop", {}), retries=0)
+    pipeline = final(api, pipeline_id, procs, timeout=30)
+
+    assert pipeline["status"] == "failed"
+    assert pipeline["steps"][0]["error"]["type"] == "NoWorker"
+    assert "no worker is consuming 'noop'" in pipeline["error"]["message"]
+
+
+def test_twenty_pipelines_run_at_once(api, procs):
+    procs.demo_worker("worker-1", concurrency=10)
+    procs.demo_worker("worker-2", concurrency=10)
+    procs.daemon("concurrency=20")
+
+    ids = [submit(api, ("sleep", {"seconds": 1.5}), ("append", {"text": str(i)})) for i in range(20)]
+    pipelines = [final(api, pipeline_id, procs, timeout=90) for pipeline_id in ids]
+
+    assert {p["status"] for p in pipelines} == {"succeeded"}
+    starts = [datetime.fromisoformat(p["started_at"]) for p in pipelines]
+    ends = [datetime.fromisoformat(p["finished_at"]) for p in pipelines]
+    assert max(starts) < min(ends), "the pipelines ran one after another instead of at once"
+    assert len(calls(procs)) == 40
+
+
+def test_a_daemon_killed_mid_run_resumes_every_pipeline_and_runs_no_step_twice(api, procs):
+    procs.demo_worker(concurrency=8)
+    first = procs.daemon()
+    ids = [submit(api, ("append", {"text": f"p{i}"}), ("sleep", {"seconds": 2, "tag": f"p{i}"}),
+                  ("append", {"text": f"q{i}"})) for i in range(5)]
+    wait_until(lambda: Step.objects.filter(name="sleep", status="running").count() >= 3,
+               timeout=30, what="sleep steps to be running")
+
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    procs.daemon(label="daemon-restarted")
+    pipelines = [final(api, pipeline_id, procs, timeout=90) for pipeline_id in ids]
+
+    assert {p["status"] for p in pipelines} == {"succeeded"}, [p["status"] for p in pipelines]
+    assert [p["output"] for p in pipelines] == [f"p{i}q{i}" for i in range(5)]
+    runs = Counter(json.dumps(c["context"], sort_keys=True) for c in calls(procs))
+    assert len(runs) == 15 and set(runs.values()) == {1}, runs
+
+
+def test_a_running_pipeline_is_cancelled_before_its_next_step(api, procs):
+    procs.demo_worker()
+    procs.daemon()
+    pipeline_id = submit(api, ("sleep", {"seconds": 2}), ("append", {"text": "never"}))
+    wait_until(lambda: Step.objects.filter(pipeline_id=pipeline_id, status="running").exists(),
+               timeout=30, what="the first step to start")
+
+    assert api.post(f"/api/pipelines/{pipeline_id}/cancel/").status_code == 202
+    pipeline = final(api, pipeline_id, procs)
+
+    assert pipeline["status"] == "cancelled"
+    assert [s["status"] for s in pipeline["steps"]] == ["succeeded", "cancelled"]
+    assert [c["step"] for c in calls(procs)] == ["sleep"]
+
+
+def test_a_failed_pipeline_retried_resumes_from_its_first_unfinished_step(api, procs):
+    procs.start("append-only", [sys.executable, str(REPO / "tests/support/workers/append_only.py")])
+    procs.daemon("wait-limit=2")
+    pipeline_id = submit(api, ("append", {"text": "kept"}), ("noop", {}), retries=0)
+    assert final(api, pipeline_id, procs)["status"] == "failed"
+
+    procs.demo_worker()
+    response = api.post(f"/api/pipelines/{pipeline_id}/retry/")
+    pipeline = final(api, pipeline_id, procs)
+
+    assert response.status_code == 202
+    assert pipeline["status"] == "succeeded" and pipeline["output"] == "kept"
+    assert [c["step"] for c in calls(procs)] == ["append", "noop"]
+    assert api.post(f"/api/pipelines/{pipeline_id}/retry/").status_code == 409
+
+
+def test_sigterm_stops_the_daemon_cleanly_and_another_resumes_the_pipeline(api, procs):
+    procs.demo_worker()
+    first = procs.daemon(SHEPHERD_SHUTDOWN_GRACE="10")
+    pipeline_id = submit(api, ("sleep", {"seconds": 1}), ("sleep", {"seconds": 1}), ("append", {"text": "x"}))
+    wait_until(lambda: Step.objects.filter(pipeline_id=pipeline_id, status="running").exists(),
+               timeout=30, what="the first step to start")
+
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    assert Pipeline.objects.get(pk=pipeline_id).status == "running"
+    procs.daemon(label="daemon-2")
+    pipeline = final(api, pipeline_id, procs)
+
+    assert pipeline["status"] == "succeeded"
+    assert len(calls(procs)) == 3
