@@ -24,7 +24,7 @@ from typing import Any
 
 import pika
 
-from . import __version__, amqp, protocol
+from . import __version__, amqp, artifacts, protocol
 from .errors import ConfigurationError, DecodeError
 from .settings import load_settings
 
@@ -105,13 +105,18 @@ class Worker:
 
     # -- registration --------------------------------------------------------
 
-    def step(self, name: str, *, queue: str | None = None) -> Callable[[Handler], Handler]:
-        """Register ``handler(context, input) -> output`` for step ``name`` (queue defaults to name)."""
+    def step(self, name: str, *, queue: str | None = None,
+             files: bool = False) -> Callable[[Handler], Handler]:
+        """Register ``handler(context, input) -> output`` for step ``name`` (queue defaults to name).
+
+        With ``files=True`` the handler gets a local ``Path`` for its input reference and returns the
+        path of the file it wrote, which is stored and replaced by a reference (docs/artifacts.md).
+        """
 
         def register(handler: Handler) -> Handler:
             if name in self._handlers:
                 raise ValueError(f"step {name!r} is already registered on worker {self.name!r}")
-            self._handlers[name] = (queue or name, handler)
+            self._handlers[name] = (queue or name, artifacts.wrap_handler(name, handler, files=files))
             return handler
 
         return register
@@ -359,7 +364,8 @@ class Worker:
         """Pool thread: run the handler and encode the reply; never touches pika."""
         started_at = protocol.utc_now_iso()
         try:
-            output = p.handler(p.request.context, p.request.input)
+            with artifacts.bind_call(p.request.pipeline_id, p.request.step_id, p.request.call_id):
+                output = p.handler(p.request.context, p.request.input)
             body = protocol.encode(self._reply(p, started_at, output=output))
             status = "ok"
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error reply
