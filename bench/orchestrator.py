@@ -1,0 +1,515 @@
+"""Whole-path cost of the orchestrator (daemon -> Prefect mirror -> worker -> database) vs raw pika.
+
+Starts the demo worker (2 processes) and the daemon (``manage.py runscript worker_demon``) as
+subprocesses against a fresh SQLite file or a fresh PostgreSQL database and a unique broker
+prefix, creates pipelines of no-op steps directly through ``pipeline.services.pipeline_create``
+(the API's own write path, without HTTP), and reads every timing back from the database rows the
+daemon wrote. Three phases:
+
+* latency: pipelines run one at a time; a raw pika round trip (bench/rpc_roundtrip.py's loop) is
+  sampled between them, so both see the same machine noise;
+* throughput: N pipelines queued while the daemon is down, then drained with the daemon's pool;
+  repeated, with the Prefect mirror's drain lag after each burst when Prefect is on;
+* memory: the daemon's peak RSS (VmHWM) over a fixed window with few vs many pipelines queued.
+
+    python bench/orchestrator.py                                  # SQLite, Prefect ephemeral
+    python bench/orchestrator.py --database postgres://postgres@127.0.0.1:5432/shepherd_bench
+    python bench/orchestrator.py --prefect off --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import _support
+from _support import REPO, RawBaseline, median, ms, percentile
+
+logger = logging.getLogger("bench.orchestrator")
+
+DAEMON_NAME = "bench"
+FINAL = ("succeeded", "failed", "cancelled")
+PREFECT_URL_LINE = re.compile(r"prefect mirror recording to (\S+)")
+
+
+# -- configuration and the environment the children share --------------------------------
+
+
+@dataclass
+class Setup:
+    """Everything one bench run owns and must clean up: prefix, scratch dir, database."""
+
+    args: argparse.Namespace
+    prefix: str
+    workdir: Path
+    database_url: str
+    pg_admin_url: str | None = None  # set when this run created a PostgreSQL database
+    pg_name: str | None = None
+
+
+def fresh_database(spec: str, workdir: Path) -> tuple[str, str | None, str | None]:
+    """(DATABASE_URL, admin URL, name): a new SQLite file, or a new database on the given server."""
+    if spec == "sqlite":
+        return f"sqlite:///{workdir / 'bench.sqlite3'}", None, None
+    import psycopg
+
+    parts = urlsplit(spec)
+    name = f"{(parts.path.strip('/') or 'shepherd_bench')}_{uuid.uuid4().hex[:6]}"
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}")), admin, name
+
+
+def drop_database(setup: Setup) -> None:
+    if setup.pg_admin_url is None:
+        return
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(setup.pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{setup.pg_name}" WITH (FORCE)')
+
+
+def configure_django(setup: Setup) -> None:
+    """Point this process (and, through os.environ, its children) at the bench's own resources."""
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "shepherd.settings",
+        "DATABASE_URL": setup.database_url,
+        "SHEPHERD_AMQP_PREFIX": setup.prefix,
+        "SHEPHERD_BROKER_URL": setup.args.broker_url,
+        "SHEPHERD_VAR_DIR": str(setup.workdir / "var"),
+        "SHEPHERD_SHUTDOWN_GRACE": "2",
+        "SHEPHERD_LOG_LEVEL": "WARNING",  # this process creates thousands of pipelines
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    })
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+# -- children ------------------------------------------------------------------------------
+
+
+def child_env(setup: Setup, phase: str) -> dict[str, str]:
+    """Environment of a daemon: the Prefect mode, and a Prefect home of its own per phase."""
+    mode = setup.args.prefect
+    env = {"SHEPHERD_LOG_LEVEL": "INFO", "SHEPHERD_PREFECT": "false" if mode == "off" else "true",
+           "PREFECT_HOME": str(setup.workdir / phase / "prefect")}
+    if mode == "server":
+        env["PREFECT_API_URL"] = setup.args.prefect_api_url
+    return env
+
+
+def start_workers(setup: Setup) -> Any:
+    from tests.support.processes import Processes
+
+    workers = Processes(setup.workdir)
+    for index in range(setup.args.workers):
+        workers.demo_worker(label=f"worker{index}", concurrency=setup.args.worker_concurrency,
+                            SHEPHERD_LOG_LEVEL="WARNING")
+    return workers
+
+
+@contextmanager
+def running_daemon(setup: Setup, phase: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The daemon for one phase, stopped (SIGTERM, then waited for) when the phase ends."""
+    from tests.support.processes import Processes
+
+    (setup.workdir / phase).mkdir(parents=True, exist_ok=True)
+    procs = Processes(setup.workdir / phase)
+    extra = [f"concurrency={setup.args.concurrency}", f"name={DAEMON_NAME}"]
+    if setup.args.prefect == "off":
+        extra.append("no-prefect")
+    process = procs.daemon(*extra, **child_env(setup, phase))
+    try:
+        yield process, setup.workdir / phase / "daemon.log"
+    finally:
+        procs.stop_all()
+
+
+# -- pipelines ------------------------------------------------------------------------------
+
+
+def create_pipelines(tag: str, count: int, steps: int, first: int = 0) -> float:
+    """Create ``count`` pipelines named ``tag-i`` through the service layer; return seconds taken."""
+    from pipeline.services import pipeline_create
+    from pipeline.validation import validate_pipeline
+
+    request = validate_pipeline({
+        "pipeline_name": tag, "project": "demo",
+        "transformers_list": [{"name": "noop", "order_no": k + 1} for k in range(steps)],
+    })
+    started = time.perf_counter()
+    for index in range(first, first + count):
+        pipeline_create(request=dataclasses.replace(request, name=f"{tag}-{index}"))
+    return time.perf_counter() - started
+
+
+def tagged(tag: str) -> Any:
+    from pipeline.models import Pipeline
+
+    return Pipeline.objects.filter(name__startswith=f"{tag}-")
+
+
+def wait_final(tag: str, count: int, timeout: float, daemon: subprocess.Popen[bytes],
+               poll: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while tagged(tag).filter(status__in=FINAL).count() < count:
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {daemon.returncode}; see its log")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{tag}: pipelines not final after {timeout:g} s")
+        time.sleep(poll)
+
+
+def check_recorded_once(tag: str, pipelines: int, steps: int) -> str:
+    """'ok' if every pipeline succeeded and every step ran once and was stored once, else what is wrong."""
+    from pipeline.models import PipelineEvent, Step
+
+    problems = []
+    if (n := tagged(tag).filter(status="succeeded").count()) != pipelines:
+        problems.append(f"{pipelines - n} pipeline(s) not succeeded")
+    rows = Step.objects.filter(pipeline__name__startswith=f"{tag}-")
+    if (n := rows.count()) != pipelines * steps:
+        problems.append(f"{n} step rows for {pipelines * steps}")
+    if (n := rows.exclude(status="succeeded", attempts=1).count()):
+        problems.append(f"{n} step(s) not succeeded on attempt 1")
+    events = PipelineEvent.objects.filter(pipeline__name__startswith=f"{tag}-", event="step_succeeded")
+    if (n := events.count()) != pipelines * steps:
+        problems.append(f"{n} step_succeeded events for {pipelines * steps}")
+    return "ok" if not problems else "; ".join(problems)
+
+
+# -- Prefect: did every run reach it, and how late ---------------------------------------------
+
+
+def prefect_url(setup: Setup, log: Path, timeout: float = 60) -> str:
+    """The API the daemon's mirror writes to (the ephemeral server's URL is only in its log)."""
+    if setup.args.prefect == "server":
+        return setup.args.prefect_api_url
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and (match := PREFECT_URL_LINE.search(log.read_text(errors="replace"))):
+            return match.group(1)
+        time.sleep(0.2)
+    raise RuntimeError(f"the daemon's Prefect mirror did not start within {timeout:g} s")
+
+
+def prefect_counts(api: str, tag: str) -> tuple[int, int]:
+    """(completed flow runs, completed task runs) of this tag's pipelines, from Prefect's REST API."""
+    import httpx
+
+    flows = {"name": {"like_": f"-{tag}-"}}
+    completed = {"type": {"any_": ["COMPLETED"]}}
+    with httpx.Client(base_url=api, timeout=30) as http:
+        n_flows = http.post("/flow_runs/count", json={"flow_runs": {**flows, "state": completed}})
+        n_tasks = http.post("/task_runs/count", json={"flow_runs": flows, "task_runs": {"state": completed}})
+    n_flows.raise_for_status()
+    n_tasks.raise_for_status()
+    return int(n_flows.json()), int(n_tasks.json())
+
+
+def prefect_drain(api: str, tag: str, pipelines: int, steps: int, last_finished: float,
+                  timeout: float) -> tuple[float | None, tuple[int, int]]:
+    """Seconds from the last pipeline finishing (database) to every run shown completed in Prefect."""
+    deadline = time.monotonic() + timeout
+    counts = (0, 0)
+    while time.monotonic() < deadline:
+        try:
+            counts = prefect_counts(api, tag)
+        except Exception as exc:  # the server may be busy under the burst; keep asking
+            logger.warning("prefect count failed: %s", exc)
+        if counts == (pipelines, pipelines * steps):
+            return max(0.0, time.time() - last_finished), counts
+        time.sleep(0.25)
+    return None, counts
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    per_step: list[float] = field(default_factory=list)  # pipeline start or previous step end -> step end
+    step_span: list[float] = field(default_factory=list)  # step started_at -> finished_at
+    pipeline: list[float] = field(default_factory=list)  # created_at -> finished_at
+    raw: list[float] = field(default_factory=list)
+    check: str = ""
+
+
+def step_times(tag: str) -> tuple[list[float], list[float], list[float]]:
+    """Per-step whole-path times, per-step spans and pipeline latencies, from the stored rows."""
+    from pipeline.models import Step
+
+    per_step, spans, pipelines = [], [], []
+    for pipeline in tagged(tag).order_by("pk"):
+        previous = pipeline.started_at
+        for step in Step.objects.filter(pipeline=pipeline).order_by("order_no"):
+            per_step.append((step.finished_at - previous).total_seconds())
+            spans.append((step.finished_at - step.started_at).total_seconds())
+            previous = step.finished_at
+        pipelines.append((pipeline.finished_at - pipeline.created_at).total_seconds())
+    return per_step, spans, pipelines
+
+
+def latency_phase(setup: Setup, raw: RawBaseline) -> Latency:
+    """One pipeline at a time, each followed by as many raw round trips as it has steps."""
+    args, tag = setup.args, "lat"
+    with running_daemon(setup, "latency") as (daemon, _):
+        for index in range(args.warmup + args.latency_runs):
+            name, counted = ("warm", index) if index < args.warmup else (tag, index - args.warmup)
+            create_pipelines(name, 1, args.steps, first=counted)
+            wait_final(name, counted + 1, args.timeout, daemon, poll=0.02)
+            raw.sample(args.steps, keep=name == tag)
+    result = Latency(raw=list(raw.samples))
+    result.per_step, result.step_span, result.pipeline = step_times(tag)
+    result.check = check_recorded_once(tag, args.latency_runs, args.steps)
+    return result
+
+
+@dataclass
+class Burst:
+    pipelines: int
+    steps: int
+    create_s: float
+    window_s: float
+    check: str
+    drain_s: float | None = None
+    prefect_seen: tuple[int, int] | None = None
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.pipelines * self.steps / self.window_s
+
+
+def burst_window(tag: str) -> tuple[float, float]:
+    """(first claim -> last finish in seconds, last finish as epoch seconds), from the database."""
+    from django.db.models import Max, Min
+
+    span = tagged(tag).aggregate(first=Min("started_at"), last=Max("finished_at"))
+    return (span["last"] - span["first"]).total_seconds(), span["last"].timestamp()
+
+
+def throughput_phase(setup: Setup, run: int) -> Burst:
+    """Queue N pipelines while the daemon is down, start it, and time the drain from the rows."""
+    args, tag = setup.args, f"tp{run}"
+    create_s = create_pipelines(tag, args.pipelines, args.steps)
+    with running_daemon(setup, f"throughput{run}") as (daemon, log):
+        wait_final(tag, args.pipelines, args.timeout, daemon)
+        window, last = burst_window(tag)
+        burst = Burst(args.pipelines, args.steps, create_s, window, check_recorded_once(tag, args.pipelines,
+                                                                                         args.steps))
+        if args.prefect != "off":
+            burst.drain_s, burst.prefect_seen = prefect_drain(
+                prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
+    logger.info("burst %d: %.0f steps/s, %s, prefect drain %s", run, burst.steps_per_s, burst.check,
+                burst.drain_s)
+    return burst
+
+
+@dataclass
+class Memory:
+    queued: int
+    window_s: float
+    finished: int
+    hwm_kib: int
+    rss_kib: int
+
+
+def memory_phase(setup: Setup, queued: int) -> Memory:
+    """Peak RSS of the daemon over a fixed window of work with ``queued`` pipelines waiting."""
+    args, tag = setup.args, f"mem{queued}"
+    create_pipelines(tag, queued, args.steps)
+    with running_daemon(setup, tag) as (daemon, _):
+        time.sleep(args.memory_window)
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {daemon.returncode}; see its log")
+        hwm = _support.proc_status_kib(daemon.pid, "VmHWM")
+        rss = _support.proc_status_kib(daemon.pid, "VmRSS")
+        finished = tagged(tag).filter(status__in=FINAL).count()
+    abandon_unfinished(setup)
+    return Memory(queued, args.memory_window, finished, hwm, rss)
+
+
+def abandon_unfinished(setup: Setup) -> None:
+    """Drop what a memory window left, so the next phase starts from an empty hand-off queue."""
+    from pipeline import handoff
+    from pipeline.models import Pipeline
+
+    _support.purge_queue(setup.args.broker_url, handoff.pipelines_queue())
+    Pipeline.objects.exclude(status__in=FINAL).update(status="cancelled", lease_expires_at=None)
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def describe(setup: Setup) -> str:
+    args = setup.args
+    database = "SQLite" if args.database == "sqlite" else "PostgreSQL"
+    prefect = {"off": "off", "ephemeral": "on, ephemeral (no PREFECT_API_URL)",
+               "server": "on, `prefect server` at PREFECT_API_URL"}[args.prefect]
+    return (f"database {database}; Prefect mirror {prefect}; daemon concurrency {args.concurrency}; "
+            f"{args.workers} worker processes x concurrency {args.worker_concurrency}; "
+            f"{args.steps} noop steps per pipeline")
+
+
+def latency_table(lat: Latency) -> str:
+    whole, raw = median(lat.per_step), median(lat.raw)
+    return "\n".join([
+        "| pipelines x steps | raw pika p50 | raw p99 | whole path per step p50 | p99 "
+        "| overhead p50 (whole - raw) | ratio p50 | step span p50 | pipeline latency p50 | recorded |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| {len(lat.pipeline)} x {len(lat.per_step) // max(1, len(lat.pipeline))} | {ms(raw)} "
+        f"| {ms(percentile(lat.raw, .99))} | {ms(whole)} | {ms(percentile(lat.per_step, .99))} "
+        f"| {ms(whole - raw)} | {whole / raw:.1f}x | {ms(median(lat.step_span))} "
+        f"| {ms(median(lat.pipeline))} | {lat.check} |",
+    ])
+
+
+def throughput_table(bursts: list[Burst], prefect: bool) -> str:
+    lines = ["| run | pipelines x steps | create (not timed) | drain window | pipelines/s | steps/s "
+             "| recorded | Prefect drain lag after burst |", "|---|---|---:|---:|---:|---:|---|---:|"]
+    for run, b in enumerate(bursts, 1):
+        lag = "-" if not prefect else (f"{b.drain_s:.1f} s" if b.drain_s is not None
+                                       else f"not drained ({b.prefect_seen})")
+        lines.append(f"| {run} | {b.pipelines} x {b.steps} | {b.create_s:.1f} s | {b.window_s:.2f} s "
+                     f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} | {b.check} | {lag} |")
+    rates = [b.steps_per_s for b in bursts]
+    lags = [b.drain_s for b in bursts if b.drain_s is not None]
+    lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | "
+                 f"{f'{median(lags):.1f} s' if lags else '-'} |")
+    return "\n".join(lines)
+
+
+def memory_table(rows: list[Memory]) -> str:
+    lines = ["| pipelines queued | window | finished in window | daemon VmHWM (peak RSS) | VmRSS at end |",
+             "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {m.queued} | {m.window_s:g} s | {m.finished} | {m.hwm_kib / 1024:.1f} MiB "
+              f"| {m.rss_kib / 1024:.1f} MiB |" for m in rows]
+    return "\n".join(lines)
+
+
+def report(setup: Setup, lat: Latency | None, bursts: list[Burst], memory: list[Memory]) -> str:
+    parts = [f"`{_support.command_line()}` ({time.strftime('%Y-%m-%d %H:%M')}): {describe(setup)}."]
+    if lat is not None:
+        parts += ["", "Latency, one pipeline at a time:", "", latency_table(lat)]
+    if bursts:
+        parts += ["", f"Throughput, {setup.args.pipelines} pipelines queued then drained:", "",
+                  throughput_table(bursts, setup.args.prefect != "off")]
+    if memory:
+        parts += ["", "Daemon memory:", "", memory_table(memory)]
+    return "\n".join(parts)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--pipelines", type=int, default=300, help="pipelines per throughput burst")
+    parser.add_argument("--steps", type=int, default=5, help="noop steps per pipeline")
+    parser.add_argument("--concurrency", type=int, default=50, help="daemon pool size (pipelines at once)")
+    parser.add_argument("--workers", type=int, default=2, help="demo worker processes")
+    parser.add_argument("--worker-concurrency", type=int, default=25, help="concurrency of each worker")
+    parser.add_argument("--database", default="sqlite",
+                        help="'sqlite' (a fresh file) or a postgres:// URL (a fresh database is made "
+                             "next to the named one and dropped at the end)")
+    parser.add_argument("--prefect", choices=("off", "ephemeral", "server"), default="ephemeral",
+                        help="mirror off; on with no server (Prefect's temporary one); or on with "
+                             "--prefect-api-url")
+    parser.add_argument("--prefect-api-url", help="PREFECT_API_URL for --prefect server")
+    parser.add_argument("--latency-runs", type=int, default=40, help="sequential pipelines (0 = skip)")
+    parser.add_argument("--warmup", type=int, default=3, help="sequential pipelines not counted")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput bursts (0 = skip)")
+    parser.add_argument("--memory", default="100,2000", help="queue sizes for the RSS phase ('' = skip)")
+    parser.add_argument("--memory-window", type=float, default=20.0, help="seconds the daemon runs per size")
+    parser.add_argument("--timeout", type=float, default=900.0, help="max seconds to wait for a phase")
+    parser.add_argument("--drain-timeout", type=float, default=600.0,
+                        help="max seconds to wait for Prefect to show every run")
+    parser.add_argument("--broker-url", default=os.environ.get("SHEPHERD_BROKER_URL",
+                                                               "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    parser.add_argument("--markdown", action="store_true",
+                        help=f"write the tables into {_support.DOC.relative_to(REPO)}")
+    args = parser.parse_args()
+    if args.prefect == "server" and not args.prefect_api_url:
+        parser.error("--prefect server needs --prefect-api-url")
+    return args
+
+
+def section_name(args: argparse.Namespace) -> str:
+    return f"orchestrator-{'sqlite' if args.database == 'sqlite' else 'postgres'}-prefect-{args.prefect}"
+
+
+def cleanup_broker(setup: Setup) -> None:
+    from shepherd_rpc import protocol as p
+
+    prefix = setup.prefix
+    _support.delete_amqp(
+        setup.args.broker_url,
+        queues=[p.pipelines_queue(prefix), p.step_queue(prefix, "noop"), p.dead_letter_queue(prefix),
+                p.reply_queue(prefix, DAEMON_NAME)],
+        exchanges=[p.steps_exchange(prefix), p.dead_letter_exchange(prefix)],
+    )
+
+
+def run(setup: Setup) -> str:
+    args = setup.args
+    raw = RawBaseline(args.broker_url, setup.prefix, {**os.environ, "PYTHONPATH": str(REPO)})
+    workers = start_workers(setup)
+    try:
+        lat = latency_phase(setup, raw) if args.latency_runs else None
+        bursts = [throughput_phase(setup, run) for run in range(1, args.repeat + 1)]
+        memory = [memory_phase(setup, int(n)) for n in args.memory.split(",") if n.strip()]
+    finally:
+        workers.stop_all()
+        raw.close()
+    return report(setup, lat, bursts, memory)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="shepherd-bench-"))
+    database_url, admin, name = fresh_database(args.database, workdir)
+    setup = Setup(args, f"bench-orch-{uuid.uuid4().hex[:8]}", workdir, database_url, admin, name)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup below
+    try:
+        configure_django(setup)
+        result = run(setup)
+    finally:
+        cleanup_broker(setup)
+        drop_database(setup)
+        if args.keep:
+            logger.info("logs kept in %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(result)
+    if args.markdown:
+        _support.write_section(section_name(args), result)
+
+
+if __name__ == "__main__":
+    main()
