@@ -84,4 +84,11 @@ STEPS = [
         timeout=900,
         retries=1,
     ),
+    StepSpec(
+        name="change_format",
+        description="Convert a CSV to JSON (an array of objects) or XML (<rows><row>...</row></rows>).",
+        schema=_object({"format": {"enum": ["json", "xml", "JSON", "XML"]}}, ["format"]),
+        timeout=600,
+        retries=1,
+    ),
 ]
