@@ -177,7 +177,8 @@ class S3Store(ArtifactStore):
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def delete(self, prefix: str) -> list[str]:
-        keys = [o["Key"] for o in self._objects(self.key(prefix))]
+        # keep a trailing "/" so that "pipelines/1/" does not also match "pipelines/12/"
+        keys = [o["Key"] for o in self._objects(self.key(prefix) + ("/" if prefix.endswith("/") else ""))]
         self._delete_keys(keys)
         return [f"s3://{self.bucket}/{k}" for k in keys]
 

@@ -107,7 +107,7 @@ def test_local_store_puts_fetches_deletes_by_prefix_and_prunes_by_age(tmp_path) 
     source = write(tmp_path / "in.csv", "a,b\n1,2\n")
 
     url_a = store.put_file(source, name="pipelines/1/steps/1/c1/in.csv")
-    url_b = store.put_file(source, name="pipelines/2/steps/3/c2/in.csv")
+    url_b = store.put_file(source, name="pipelines/12/steps/3/c2/in.csv")
 
     assert url_a == (tmp_path / "store/pipelines/1/steps/1/c1/in.csv").resolve().as_uri()
     assert fetch(url_a).read_text() == "a,b\n1,2\n" and source.exists()
@@ -124,7 +124,7 @@ def test_local_store_puts_fetches_deletes_by_prefix_and_prunes_by_age(tmp_path) 
     assert store.prune(7, dry_run=True) == [url_b] and fetch(url_b)
     assert store.prune(7) == [url_b]
     # Then only the fresh one is left, and the emptied folders are gone
-    assert fetch(url_c).exists() and not (tmp_path / "store/pipelines/2").exists()
+    assert fetch(url_c).exists() and not (tmp_path / "store/pipelines/12").exists()
 
 
 def test_names_that_escape_the_store_are_refused(tmp_path) -> None:
@@ -161,12 +161,12 @@ def test_s3_store_puts_fetches_deletes_by_prefix_and_prunes(s3_env, moto, tmp_pa
     source = write(tmp_path / "in.csv", "a,b\n1,2\n")
 
     url_a = store.put_file(source, name="pipelines/1/steps/1/c1/in.csv")
-    url_b = store.put_file(source, name="pipelines/2/steps/3/c2/in.csv")
+    url_b = store.put_file(source, name="pipelines/12/steps/3/c2/in.csv")
 
     assert url_a == f"s3://{s3_env}/shep/pipelines/1/steps/1/c1/in.csv"
     assert fetch(url_a, into=tmp_path).read_text() == "a,b\n1,2\n"
     assert store.delete("pipelines/1/") == [url_a]
-    assert s3_keys(moto, s3_env) == ["shep/pipelines/2/steps/3/c2/in.csv"]
+    assert s3_keys(moto, s3_env) == ["shep/pipelines/12/steps/3/c2/in.csv"]
     with pytest.raises(ArtifactError, match="could not download"):
         fetch(url_a, into=tmp_path)
 
