@@ -18,7 +18,7 @@ from code_templates import render
 from code_templates.scaffold import (
     ScaffoldError,
     load_projects,
-    projects_root,
+    project_dir,
     refresh_registry,
     refuse_clash,
     validate_description,
@@ -67,7 +67,7 @@ def choose_project(project: str | None) -> str:
 
 def write_step(project: str, name: str, entry: str) -> Path:
     """Insert ``entry`` into ``projects/<project>/steps.py``; undo the edit if the registry rejects it."""
-    path = projects_root() / project / "steps.py"
+    path = project_dir(project) / "steps.py"
     if not path.is_file():
         raise ScaffoldError(f"{path} does not exist; project {project!r} needs a steps.py with a STEPS list")
     original = path.read_text(encoding="utf-8")

@@ -107,6 +107,12 @@ def projects_root() -> Path:
     return Path(next(iter(package.__path__)))
 
 
+def project_dir(project: str) -> Path:
+    """Where a registered project lives: the checkout's projects/ or a SHEPHERD_PROJECT_DIRS entry."""
+    package = importlib.import_module(f"{registry.PROJECTS_PACKAGE}.{project}")
+    return Path(package.__file__).parent
+
+
 def refresh_registry(project: str | None = None) -> None:
     """Make the registry see files just written: forget cached modules, then reload.
 
