@@ -11,6 +11,7 @@ import uuid
 
 os.environ.setdefault("SHEPHERD_AMQP_PREFIX", f"test-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("SHEPHERD_VAR_DIR", tempfile.mkdtemp(prefix="shepherd-test-"))
+os.environ.setdefault("PREFECT_HOME", os.path.join(os.environ["SHEPHERD_VAR_DIR"], "prefect"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from shepherd.settings import *  # noqa: E402,F403

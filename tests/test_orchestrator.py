@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections import Counter
 from datetime import datetime
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.server.api.server import SubprocessASGIServer
 from rest_framework.test import APIClient
 
 from pipeline.models import Pipeline, Step
@@ -201,3 +205,28 @@ def test_sigterm_stops_the_daemon_cleanly_and_another_resumes_the_pipeline(api, 
 
     assert pipeline["status"] == "succeeded"
     assert len(calls(procs)) == 3
+
+
+def test_with_prefect_on_every_pipeline_and_step_is_visible_in_prefect(api, procs):
+    procs.env.update(SHEPHERD_PREFECT="true", PREFECT_HOME=os.environ["PREFECT_HOME"])
+    procs.demo_worker()
+    daemon = procs.daemon()
+    pipeline_id = submit(api, ("append", {"text": "a"}), ("noop", {}), name="mirrored")
+    assert final(api, pipeline_id, procs)["status"] == "succeeded"
+    wait_until(lambda: Pipeline.objects.get(pk=pipeline_id).prefect_flow_run_id, timeout=90,
+               what="the flow run to be recorded in Prefect")
+
+    daemon.send_signal(signal.SIGTERM)  # flushes the mirror before it exits
+    assert daemon.wait(timeout=120) == 0
+    flow_run_id = Pipeline.objects.get(pk=pipeline_id).prefect_flow_run_id
+    try:
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(flow_run_id)
+            task_runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    finally:
+        SubprocessASGIServer().stop()
+    assert flow_run.name == f"pipeline-{pipeline_id}-mirrored"
+    assert flow_run.state.type.value == "COMPLETED"
+    assert sorted((run.name, run.state.type.value) for run in task_runs) == [
+        ("append-1", "COMPLETED"), ("noop-2", "COMPLETED")]
