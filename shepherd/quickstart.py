@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 FINAL = {"succeeded", "failed", "cancelled"}
 WORKERS = {
+    "csv-worker": ["projects/generic_transformations/workers/all_steps.py", "--concurrency", "2"],
     "demo-worker": ["projects/demo/workers/demo_worker.py"],
 }
-SAMPLE = REPO / "samples" / "demo_pipeline.json"
+SAMPLE = REPO / "samples" / "csv_pipeline.json"
 
 logger = logging.getLogger("quickstart")
 
@@ -99,6 +100,15 @@ def _follow(base: str, pipeline_id: int, services: Services, timeout: float = 12
     raise SystemExit(f"pipeline {pipeline_id} did not finish in {timeout:g} s; see var/log/")
 
 
+def _show_file_output(output: object) -> None:
+    """Print the first lines of a step output stored as a local file."""
+    url = output.get("url", "") if isinstance(output, dict) else ""
+    if url.startswith("file://"):
+        path = Path(urllib.request.url2pathname(url.removeprefix("file://")))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        logger.info("%s:\n  %s", path, "\n  ".join(lines[:15]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/quickstart", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8000, help="port of the API (default 8000)")
@@ -123,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         _wait_healthy(base, services)
 
         body = json.loads(SAMPLE.read_text())
+        if "://" not in body["data_url"]:  # the sample names a file in this checkout
+            body["data_url"] = (REPO / body["data_url"]).resolve().as_uri()
         code, created = _request(f"{base}/api/pipelines/", token=token, body=body)
         if code != 201:
             raise SystemExit(f"submitting the sample pipeline failed ({code}): {created}")
@@ -130,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = _follow(base, created["id"], services)
         logger.info("pipeline %s %s; output: %s", pipeline["id"], pipeline["status"],
                     json.dumps(pipeline["output"])[:500])
+        _show_file_output(pipeline["output"])
         if options.once:
             return 0 if pipeline["status"] == "succeeded" else 1
         logger.info("\nShepherd is running: API %s/api/ (docs %s/api/docs/), token %s\n"
