@@ -105,6 +105,21 @@ def configure_django(setup: Setup) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+    if setup.args.database == "sqlite" and setup.args.sqlite_journal != "delete":
+        set_journal_mode(setup.args.sqlite_journal)
+
+
+def set_journal_mode(mode: str) -> None:
+    """Switch the fresh SQLite file's journal (WAL is stored in the file, so the children inherit it).
+
+    Shepherd leaves SQLite in its default rollback-journal mode; this is for measuring what WAL
+    would change without touching the service's settings.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA journal_mode={mode}")
+        logger.warning("sqlite journal mode: %s", cursor.fetchone()[0])
 
 
 # -- children ------------------------------------------------------------------------------
@@ -365,7 +380,7 @@ def abandon_unfinished(setup: Setup) -> None:
 
 def describe(setup: Setup) -> str:
     args = setup.args
-    database = "SQLite" if args.database == "sqlite" else "PostgreSQL"
+    database = f"SQLite ({args.sqlite_journal} journal)" if args.database == "sqlite" else "PostgreSQL"
     prefect = {"off": "off", "ephemeral": "on, ephemeral (no PREFECT_API_URL)",
                "server": "on, `prefect server` at PREFECT_API_URL"}[args.prefect]
     return (f"database {database}; Prefect mirror {prefect}; daemon concurrency {args.concurrency}; "
@@ -436,6 +451,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="sqlite",
                         help="'sqlite' (a fresh file) or a postgres:// URL (a fresh database is made "
                              "next to the named one and dropped at the end)")
+    parser.add_argument("--sqlite-journal", choices=("delete", "wal"), default="delete",
+                        help="journal mode of the fresh SQLite file (Shepherd's default is delete)")
     parser.add_argument("--prefect", choices=("off", "ephemeral", "server"), default="ephemeral",
                         help="mirror off; on with no server (Prefect's temporary one); or on with "
                              "--prefect-api-url")
@@ -460,7 +477,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def section_name(args: argparse.Namespace) -> str:
-    return f"orchestrator-{'sqlite' if args.database == 'sqlite' else 'postgres'}-prefect-{args.prefect}"
+    database = "postgres" if args.database != "sqlite" else {"delete": "sqlite"}.get(args.sqlite_journal,
+                                                                                       "sqlite-wal")
+    return f"orchestrator-{database}-prefect-{args.prefect}"
 
 
 def cleanup_broker(setup: Setup) -> None:
