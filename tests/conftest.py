@@ -11,6 +11,10 @@ import subprocess
 import pika
 import pika.exceptions
 import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import token_for
+from tests.support.processes import Processes
 
 BROKER_URL = os.environ.get("SHEPHERD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 PREFIX = os.environ.get("SHEPHERD_AMQP_PREFIX", "")
@@ -66,3 +70,28 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def procs(tmp_path, request):
+    """The daemon and workers of one test, as processes; their logs are printed if it fails.
+
+    The demo worker notes each call it handles in ``calls.jsonl`` (see tests.support.pipelines.calls).
+    """
+    group = Processes(tmp_path)
+    group.env["DEMO_WORKER_LOG"] = str(tmp_path / "calls.jsonl")
+    group.env["SHEPHERD_DAEMON_NAME"] = f"test-{request.node.name[:40]}"
+    for name in ("SHEPHERD_ARTIFACT_BACKEND", "SHEPHERD_ARTIFACT_DIR", "SHEPHERD_S3_PREFIX"):
+        group.env.pop(name, None)
+    yield group
+    group.stop_all()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print(group.logs())
+
+
+@pytest.fixture
+def api() -> APIClient:
+    """An API client with a token, allowed to write."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for()}")
+    return client

@@ -16,7 +16,6 @@ from rest_framework.test import APIClient
 
 from projects.generic_transformations.workers import csv_steps
 from shepherd_rpc.artifacts import fetch
-from tests.factories import token_for
 from tests.support.pipelines import MotoServer, final, submit
 from tests.support.processes import REPO, Processes
 
@@ -177,25 +176,6 @@ def expected_outputs() -> list[list[list[str]]]:
 def moto(tmp_path_factory):
     with MotoServer(tmp_path_factory.mktemp("moto")) as server:
         yield server
-
-
-@pytest.fixture
-def procs(tmp_path, request):
-    group = Processes(tmp_path)
-    group.env["SHEPHERD_DAEMON_NAME"] = f"test-{request.node.name[:40]}"
-    for name in ("SHEPHERD_ARTIFACT_BACKEND", "SHEPHERD_ARTIFACT_DIR", "SHEPHERD_S3_PREFIX"):
-        group.env.pop(name, None)
-    yield group
-    group.stop_all()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(group.logs())
-
-
-@pytest.fixture
-def api() -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for()}")
-    return client
 
 
 def sample_body(data_url: str) -> dict:

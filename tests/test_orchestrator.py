@@ -16,56 +16,20 @@ from prefect.server.api.server import SubprocessASGIServer
 from rest_framework.test import APIClient
 
 from pipeline.models import Pipeline, Step
-from tests.factories import token_for
-from tests.support.processes import REPO, Processes, wait_until
+from tests.support.pipelines import calls, final
+from tests.support.processes import REPO, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-FINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture
-def procs(tmp_path, request):
-    group = Processes(tmp_path)
-    group.env["DEMO_WORKER_LOG"] = str(tmp_path / "calls.jsonl")
-    group.env["SHEPHERD_DAEMON_NAME"] = f"test-{request.node.name[:40]}"
-    yield group
-    group.stop_all()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(group.logs())
-
-
-@pytest.fixture
-def api() -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for()}")
-    return client
-
 
 def submit(api: APIClient, *steps: tuple[str, dict], data_url: str = "", name: str = "demo", **step_opts):
+    """Submit a demo-project pipeline of ``(step, context)`` pairs; return its id."""
     body = {"pipeline_name": name, "project": "demo", "data_url": data_url,
             "transformers_list": [{"name": n, "order_no": i + 1, "context": c, **step_opts}
                                   for i, (n, c) in enumerate(steps)]}
     response = api.post("/api/pipelines/", body, format="json")
     assert response.status_code == 201, response.content
     return response.json()["id"]
-
-
-def final(api: APIClient, pipeline_id: int, procs: Processes, timeout: float = 60) -> dict:
-    def done():
-        body = api.get(f"/api/pipelines/{pipeline_id}/").json()
-        return body if body["status"] in FINAL else None
-
-    try:
-        return wait_until(done, timeout=timeout, what=f"pipeline {pipeline_id} to finish")
-    except AssertionError:
-        print(procs.logs())
-        raise
-
-
-def calls(procs: Processes) -> list[dict]:
-    path = procs.workdir / "calls.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_a_three_step_pipeline_passes_each_output_to_the_next_step(api, procs):

@@ -3,6 +3,7 @@ through the API, and waiting for it to finish."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -78,7 +79,14 @@ def submit(api: Any, body: dict[str, Any]) -> int:
     return response.json()["id"]
 
 
+def calls(procs: Processes) -> list[dict[str, Any]]:
+    """The calls the demo worker noted (DEMO_WORKER_LOG), in order."""
+    path = procs.workdir / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def final(api: Any, pipeline_id: int, procs: Processes, timeout: float = 60) -> dict[str, Any]:
+    """The pipeline once it is final; on a timeout, the processes' logs are printed."""
     def done() -> dict[str, Any] | None:
         body = api.get(f"/api/pipelines/{pipeline_id}/").json()
         return body if body["status"] in FINAL else None
