@@ -61,6 +61,8 @@ class Setup:
     database_url: str
     pg_admin_url: str | None = None  # set when this run created a PostgreSQL database
     pg_name: str | None = None
+    #: the machine is shared: the load others put on it is part of every number
+    load_start: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 def fresh_database(spec: str, workdir: Path) -> tuple[str, str | None, str | None]:
@@ -270,6 +272,8 @@ class Latency:
     pipeline: list[float] = field(default_factory=list)  # created_at -> finished_at
     raw: list[float] = field(default_factory=list)
     check: str = ""
+    #: per step, where the whole-path time went (see step_segments)
+    segments: dict[str, list[float]] = field(default_factory=dict)
 
 
 def step_times(tag: str) -> tuple[list[float], list[float], list[float]]:
@@ -287,6 +291,35 @@ def step_times(tag: str) -> tuple[list[float], list[float], list[float]]:
     return per_step, spans, pipelines
 
 
+SEGMENTS = ("DB before publish", "publish -> claim", "claim -> result stored")
+
+
+def step_segments(tag: str) -> dict[str, list[float]]:
+    """Split each step's whole-path time at its 'published' and 'picked_up' events.
+
+    * DB before publish: previous step stored (or pipeline claimed) -> 'published' event stamped:
+      the previous step's event insert, the cancel check, the step's start UPDATE;
+    * publish -> claim: the event's INSERT, the publish with confirm, the broker, the worker's claim
+      (stamped when the daemon's RPC thread hears it);
+    * claim -> result stored: grant, the handler, the reply with confirm, the step's UPDATE.
+    """
+    from pipeline.models import PipelineEvent, Step
+
+    events = {(e.step_id, e.event): e.created_at for e in PipelineEvent.objects.filter(
+        pipeline__name__startswith=f"{tag}-", event__in=("published", "picked_up"))}
+    segments: dict[str, list[float]] = {name: [] for name in SEGMENTS}
+    for pipeline in tagged(tag).order_by("pk"):
+        previous = pipeline.started_at
+        for step in Step.objects.filter(pipeline=pipeline).order_by("order_no"):
+            published, claimed = events.get((step.pk, "published")), events.get((step.pk, "picked_up"))
+            if published is not None and claimed is not None:
+                for name, (a, b) in zip(SEGMENTS, ((previous, published), (published, claimed),
+                                                   (claimed, step.finished_at)), strict=True):
+                    segments[name].append((b - a).total_seconds())
+            previous = step.finished_at
+    return segments
+
+
 def latency_phase(setup: Setup, raw: RawBaseline) -> Latency:
     """One pipeline at a time, each followed by as many raw round trips as it has steps."""
     args, tag = setup.args, "lat"
@@ -299,6 +332,7 @@ def latency_phase(setup: Setup, raw: RawBaseline) -> Latency:
     result = Latency(raw=list(raw.samples))
     result.per_step, result.step_span, result.pipeline = step_times(tag)
     result.check = check_recorded_once(tag, args.latency_runs, args.steps)
+    result.segments = step_segments(tag)
     return result
 
 
@@ -398,6 +432,14 @@ def latency_table(lat: Latency) -> str:
         f"| {ms(percentile(lat.raw, .99))} | {ms(whole)} | {ms(percentile(lat.per_step, .99))} "
         f"| {ms(whole - raw)} | {whole / raw:.1f}x | {ms(median(lat.step_span))} "
         f"| {ms(median(lat.pipeline))} | {lat.check} |",
+        "",
+        "Where a step's whole-path time goes (p50 and p99 of each segment, from the step's "
+        "'published' and 'picked_up' events; the p50s need not add up to the whole):",
+        "",
+        "| segment | p50 | p99 |",
+        "|---|---:|---:|",
+        *[f"| {name} | {ms(median(values))} | {ms(percentile(values, .99))} |"
+          for name, values in lat.segments.items()],
     ])
 
 
@@ -425,7 +467,8 @@ def memory_table(rows: list[Memory]) -> str:
 
 
 def report(setup: Setup, lat: Latency | None, bursts: list[Burst], memory: list[Memory]) -> str:
-    parts = [f"`{_support.command_line()}` ({time.strftime('%Y-%m-%d %H:%M')}): {describe(setup)}."]
+    parts = [f"`{_support.command_line()}` ({time.strftime('%Y-%m-%d %H:%M')}): {describe(setup)}; "
+             f"1-min load average {setup.load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end."]
     if lat is not None:
         parts += ["", "Latency, one pipeline at a time:", "", latency_table(lat)]
     if bursts:
