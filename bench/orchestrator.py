@@ -274,6 +274,7 @@ class Latency:
     check: str = ""
     #: per step, where the whole-path time went (see step_segments)
     segments: dict[str, list[float]] = field(default_factory=dict)
+    drops: int = 0
 
 
 def step_times(tag: str) -> tuple[list[float], list[float], list[float]]:
@@ -323,13 +324,13 @@ def step_segments(tag: str) -> dict[str, list[float]]:
 def latency_phase(setup: Setup, raw: RawBaseline) -> Latency:
     """One pipeline at a time, each followed by as many raw round trips as it has steps."""
     args, tag = setup.args, "lat"
-    with running_daemon(setup, "latency") as (daemon, _):
+    with running_daemon(setup, "latency") as (daemon, log):
         for index in range(args.warmup + args.latency_runs):
             name, counted = ("warm", index) if index < args.warmup else (tag, index - args.warmup)
             create_pipelines(name, 1, args.steps, first=counted)
             wait_final(name, counted + 1, args.timeout, daemon, poll=0.02)
             raw.sample(args.steps, keep=name == tag)
-    result = Latency(raw=list(raw.samples))
+    result = Latency(raw=list(raw.samples), drops=broker_drops(log))
     result.per_step, result.step_span, result.pipeline = step_times(tag)
     result.check = check_recorded_once(tag, args.latency_runs, args.steps)
     result.segments = step_segments(tag)
@@ -345,10 +346,16 @@ class Burst:
     check: str
     drain_s: float | None = None
     prefect_seen: tuple[int, int] | None = None
+    drops: int = 0
 
     @property
     def steps_per_s(self) -> float:
         return self.pipelines * self.steps / self.window_s
+
+
+def broker_drops(log: Path) -> int:
+    """Connections the daemon lost during a phase: other people's fault tests force-close them all."""
+    return log.read_text(errors="replace").count("lost its") if log.exists() else 0
 
 
 def burst_window(tag: str) -> tuple[float, float]:
@@ -371,6 +378,7 @@ def throughput_phase(setup: Setup, run: int) -> Burst:
         if args.prefect != "off":
             burst.drain_s, burst.prefect_seen = prefect_drain(
                 prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
+    burst.drops = broker_drops(log)
     logger.info("burst %d: %.0f steps/s, %s, prefect drain %s", run, burst.steps_per_s, burst.check,
                 burst.drain_s)
     return burst
@@ -426,12 +434,13 @@ def latency_table(lat: Latency) -> str:
     whole, raw = median(lat.per_step), median(lat.raw)
     return "\n".join([
         "| pipelines x steps | raw pika p50 | raw p99 | whole path per step p50 | p99 "
-        "| overhead p50 (whole - raw) | ratio p50 | step span p50 | pipeline latency p50 | recorded |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| overhead p50 (whole - raw) | ratio p50 | step span p50 | pipeline latency p50 | recorded "
+        "| broker drops |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         f"| {len(lat.pipeline)} x {len(lat.per_step) // max(1, len(lat.pipeline))} | {ms(raw)} "
         f"| {ms(percentile(lat.raw, .99))} | {ms(whole)} | {ms(percentile(lat.per_step, .99))} "
         f"| {ms(whole - raw)} | {whole / raw:.1f}x | {ms(median(lat.step_span))} "
-        f"| {ms(median(lat.pipeline))} | {lat.check} |",
+        f"| {ms(median(lat.pipeline))} | {lat.check} | {lat.drops} |",
         "",
         "Where a step's whole-path time goes (p50 and p99 of each segment, from the step's "
         "'published' and 'picked_up' events; the p50s need not add up to the whole):",
@@ -445,16 +454,18 @@ def latency_table(lat: Latency) -> str:
 
 def throughput_table(bursts: list[Burst], prefect: bool) -> str:
     lines = ["| run | pipelines x steps | create (not timed) | drain window | pipelines/s | steps/s "
-             "| recorded | Prefect drain lag after burst |", "|---|---|---:|---:|---:|---:|---|---:|"]
+             "| recorded | Prefect drain lag after burst | broker drops |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for run, b in enumerate(bursts, 1):
         lag = "-" if not prefect else (f"{b.drain_s:.1f} s" if b.drain_s is not None
                                        else f"not drained ({b.prefect_seen})")
         lines.append(f"| {run} | {b.pipelines} x {b.steps} | {b.create_s:.1f} s | {b.window_s:.2f} s "
-                     f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} | {b.check} | {lag} |")
+                     f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} | {b.check} | {lag} "
+                     f"| {b.drops} |")
     rates = [b.steps_per_s for b in bursts]
     lags = [b.drain_s for b in bursts if b.drain_s is not None]
     lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | "
-                 f"{f'{median(lags):.1f} s' if lags else '-'} |")
+                 f"{f'{median(lags):.1f} s' if lags else '-'} | |")
     return "\n".join(lines)
 
 
