@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 
-from shepherd.env import env_bool, env_float, env_int, env_list, env_str
+from shepherd_rpc.settings import env_bool, env_float, env_int, env_str
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated variable as a list."""
+    raw = os.environ.get(name)
+    return default if raw is None else [item.strip() for item in raw.split(",") if item.strip()]
+
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SHEPHERD_VAR_DIR", str(BASE_DIR / "var")))

@@ -194,3 +194,24 @@ def test_with_prefect_on_every_pipeline_and_step_is_visible_in_prefect(api, proc
     assert flow_run.state.type.value == "COMPLETED"
     assert sorted((run.name, run.state.type.value) for run in task_runs) == [
         ("append-1", "COMPLETED"), ("noop-2", "COMPLETED")]
+
+
+def test_an_attempt_recorded_but_never_published_before_a_crash_is_published_again(api, procs):
+    # Given a daemon that died after recording step 1's attempt and before publishing it
+    pipeline_id = submit(api, ("append", {"text": "once"}))
+    daemon_name = procs.env["SHEPHERD_DAEMON_NAME"]
+    Pipeline.objects.filter(pk=pipeline_id).update(status="running", claimed_by=daemon_name)
+    Step.objects.filter(pipeline_id=pipeline_id).update(status="running", attempts=1, call_id="step-lost-1")
+
+    # When it starts again (short leases, on every node alike, so the wait for that attempt is short)
+    procs.env["SHEPHERD_LEASE_TIMEOUT"] = "2"
+    procs.demo_worker()
+    procs.daemon()
+    pipeline = final(api, pipeline_id, procs)
+
+    # Then the attempt is published again, runs once, and counts as the same attempt
+    assert pipeline["status"] == "succeeded" and pipeline["output"] == "once"
+    assert pipeline["steps"][0]["attempts"] == 1
+    assert [c["step"] for c in calls(procs)] == ["append"]
+    events = [e["event"] for e in api.get(f"/api/pipelines/{pipeline_id}/logs/").json()["results"]]
+    assert "reattached" in events and "republished" in events

@@ -120,9 +120,12 @@ class Daemon:
 
     def _resume_calls(self) -> None:
         """Re-attach to the calls this daemon had in flight when it last stopped, before any reply is read."""
+        # A worker running a call reports progress every third of a lease, so after two leases of
+        # silence the request was never published or is still queued: the runner publishes it again.
+        wait_limit = min(self.config.wait_limit, 2 * self.client.lease_timeout)
         for step in records.running_calls(daemon=self.config.name):
             self.ctx.resumed[step.call_id] = self.client.resume(
-                step.call_id, timeout=step.timeout, wait_limit=self.config.wait_limit
+                step.call_id, timeout=step.timeout, wait_limit=wait_limit
             )
         if self.ctx.resumed:
             logger.info("daemon %s re-attached to %d call(s) left in flight", self.config.name,

@@ -78,10 +78,10 @@ def cancel_requested(pipeline_id: int) -> bool:
     return Pipeline.objects.filter(pk=pipeline_id, cancel_requested=True).exists()
 
 
-def step_start_attempt(step: Step, *, call_id: str) -> None:
-    """Mark the next attempt running and remember its call id before the request is published."""
+def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> None:
+    """Mark an attempt running and remember its call id before the request is published."""
     now = timezone.now()
-    step.attempts += 1
+    step.attempts = attempt
     step.status = Step.Status.RUNNING
     step.call_id = call_id
     step.started_at = step.started_at or now

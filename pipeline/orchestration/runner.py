@@ -10,6 +10,7 @@ import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -87,14 +88,25 @@ def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
 def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple[bool, Any] | None:
     """Attempts of one step until success or no retry is left. None if interrupted by shutdown."""
     task_name = f"{step.name}-{step.order_no}"
+    retake_attempt = False
     while True:
-        future = _attach_or_publish(pipeline_id, step, data, ctx)
+        resumed = step.status == Step.Status.RUNNING and step.call_id in ctx.resumed
+        future = _attach_or_publish(pipeline_id, step, data, ctx, new_attempt=not retake_attempt)
+        retake_attempt = False
         ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="running")
         try:
             result = _wait(future, ctx)
         except _Interrupted:
             return None
         except RpcError as exc:
+            if resumed and isinstance(exc, NoWorker):
+                # The daemon died between recording the attempt and publishing it, or the request
+                # waited in the queue: publish the same attempt again. A copy taken later is refused.
+                records.record_event(pipeline_id, "republished", f"step {step.order_no} {step.name!r}: "
+                                     f"attempt {step.attempts} left in flight was not taken by a worker; "
+                                     "publishing it again", step=step, level="warning")
+                retake_attempt = True
+                continue
             final = step.attempts > step.retries
             error, worker = _describe_error(exc)
             records.step_attempt_failed(step, error=error, worker=worker, final=final)
@@ -117,14 +129,21 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
         return True, result.output
 
 
-def _attach_or_publish(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> Future[StepResult]:
-    """Re-attach to the attempt a previous run left in flight, or publish the next attempt."""
+def _attach_or_publish(
+    pipeline_id: int, step: Step, data: Any, ctx: RunContext, *, new_attempt: bool = True
+) -> Future[StepResult]:
+    """Re-attach to the attempt a previous run left in flight, or publish an attempt.
+
+    Every publication gets a call id of its own, so a stale request of an earlier attempt (or of
+    a run before a retry) can never be granted in place of the current one.
+    """
     if step.status == Step.Status.RUNNING and step.call_id in ctx.resumed:
         records.record_event(pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
                              f"attempt {step.attempts} left in flight", step=step)
         return ctx.resumed.pop(step.call_id)
-    call_id = f"step-{step.pk}-{step.attempts + 1}"
-    records.step_start_attempt(step, call_id=call_id)
+    attempt = step.attempts + 1 if new_attempt else step.attempts
+    call_id = f"step-{step.pk}-{attempt}-{uuid.uuid4().hex[:8]}"
+    records.step_start_attempt(step, call_id=call_id, attempt=attempt)
     records.record_event(pipeline_id, "published", f"step {step.order_no} {step.name!r} attempt "
                          f"{step.attempts} published to queue {step.queue!r}", step=step)
 

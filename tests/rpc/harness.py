@@ -6,10 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pika.exceptions
 import pytest
 
 from shepherd_rpc import RpcClient, protocol
+from tests.support.waiting import wait_until  # noqa: F401 - shared with the rpc tests
 
 REPO = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).resolve().parent / "workers"
@@ -27,18 +26,6 @@ SESSION = f"test-{uuid.uuid4().hex[:8]}"
 
 #: Step queues the test workers serve; deleted after each test.
 TEST_STEPS = ("echo", "slow", "boom")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 def open_connection() -> pika.BlockingConnection:
