@@ -202,6 +202,8 @@ class Worker:
         for q in self.queues:
             amqp.declare_step_queue(self._ch, self.prefix, q, quorum=self.quorum_queues)
         self._ch.basic_qos(prefetch_count=self.concurrency)
+        self._ch.add_on_cancel_callback(self._on_cancelled_by_broker)
+        self._cancelled_by_broker = False
         self._ctl = self._conn.channel()
         self._control_queue = self._ctl.queue_declare("", exclusive=True, auto_delete=True).method.queue
         self._ctl.basic_consume(self._control_queue, self._on_control, auto_ack=True)
@@ -216,9 +218,17 @@ class Worker:
         logger.info("worker %s connected; serving %s (concurrency %d)", self.name,
                     ", ".join(self.queues), self.concurrency)
 
+    def _on_cancelled_by_broker(self, frame: Any) -> None:
+        """The broker cancelled a consumer (its queue was deleted, say): reconnect to redeclare it."""
+        logger.warning("worker %s: the broker cancelled its consumer %s; reconnecting to consume again",
+                       self.name, getattr(frame.method, "consumer_tag", "?"))
+        self._cancelled_by_broker = True
+
     def _pump(self) -> None:
         cancelled = False
         while True:
+            if self._cancelled_by_broker and not self._stopping.is_set():
+                raise pika.exceptions.AMQPConnectionError("a consumer was cancelled by the broker")
             self._drain_done()
             self._run_timers()
             if self._stopping.is_set():

@@ -11,9 +11,9 @@ from concurrent.futures import Future
 
 import pytest
 
-from shepherd_rpc import RpcError, StepResult
+from shepherd_rpc import RpcError, StepResult, protocol
 
-from .harness import Rpc, count_done, wait_until
+from .harness import Rpc, count_done, open_connection, wait_until
 
 
 def test_two_workers_share_a_step_and_answer_each_request_once(rpc: Rpc) -> None:
@@ -119,3 +119,20 @@ def test_a_restarted_client_resumes_a_call_and_gets_its_reply(rpc: Rpc) -> None:
     result = resumed.result(timeout=30)
     assert result.output == {"token": "r1", "slept": 2} and result.call_id == call_id
     assert worker.runs() == [("start", "r1"), ("done", "r1")]
+
+
+def test_a_worker_whose_queue_is_deleted_declares_it_again_and_keeps_serving(rpc: Rpc) -> None:
+    # Given a worker consuming its step's queue
+    worker = rpc.worker("w1")
+
+    # When an operator deletes the queue under it
+    conn = open_connection()
+    conn.channel().queue_delete(protocol.step_queue(rpc.prefix, "echo"))
+    conn.close()
+
+    # Then the worker notices the broker cancelled its consumer, consumes again, and answers
+    wait_until(lambda: worker.log().count("connected; serving") >= 2, 30, "the worker to consume again")
+    assert "the broker cancelled its consumer" in worker.log()
+    client = rpc.client("after-delete")
+    assert client.call("echo", context={}, input={"token": "back"}, timeout=30, wait_limit=30).output == {
+        "token": "back"}
