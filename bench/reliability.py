@@ -179,6 +179,23 @@ def write_doc(rows: list[Row], ci: str, command: str) -> None:
     DOC.write_text(text)
 
 
+def delete_bench_queues() -> None:
+    """Delete every queue under this run's prefix, so the bench leaves nothing on the broker."""
+    import pika
+
+    prefix = os.environ["SHEPHERD_AMQP_PREFIX"] + "."
+    names = subprocess.run(["rabbitmqctl", "list_queues", "--quiet", "--no-table-headers", "name"],
+                           capture_output=True, text=True, timeout=60, check=False).stdout.split()
+    connection = pika.BlockingConnection(pika.URLParameters(os.environ.get(
+        "SHEPHERD_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")))
+    try:
+        channel = connection.channel()
+        for name in (n for n in names if n.startswith(prefix)):
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +210,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="shepherd-reliability-"))
     setup_django(args.database_url, workdir)
     chosen = {k: v for k, v in scenarios().items() if not args.only or k in args.only}
-    rows = [run_one(name, fault, args.pipelines, args.clients, workdir) for name, fault in chosen.items()]
+    try:
+        rows = [run_one(name, fault, args.pipelines, args.clients, workdir) for name, fault in chosen.items()]
+    finally:
+        delete_bench_queues()
     print(results_table(rows))
     if args.markdown:
         ci = run_ci_suite()
