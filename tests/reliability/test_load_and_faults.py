@@ -61,12 +61,9 @@ def test_closing_every_broker_connection_under_load_loses_nothing_and_runs_nothi
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "bug: runner._attach_or_publish commits the step's call_id (records.step_start_attempt) before "
-    "client.submit publishes it; a daemon killed in between resumes a call that was never published "
-    "(RpcClient.resume has no body to republish) and the step fails with NoWorker after wait-limit "
-    "although both workers are up (5-8 pipelines in each of 4 runs). In another run every pipeline "
-    "succeeded but two steps (attempt 1) ran on both workers: after a daemon restart a step can run "
-    "twice. Every run so far has failed one of the two ways."))
+    "bug: after kill -9 of the daemon and a restart under the same name, a step (attempt 1, same "
+    "pipeline) can run on both workers: 2-3 steps of 60 pipelines ran twice, also after 3b3b4a4. "
+    "Before 3b3b4a4, 5-8 pipelines also failed with NoWorker (a call recorded but never published)."))
 def test_killing_the_daemon_under_load_and_restarting_it_still_succeeds_every_pipeline(
         cluster: Cluster, token):
     outcome = run_scenario(cluster, django_client_poster(token), run="kill-daemon", pipelines=PIPELINES,
