@@ -7,7 +7,8 @@ them. Every problem is collected (not just the first) and named by its path in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,12 @@ MAX_DATA_URL_LENGTH = 2000
 MAX_STEPS = 100
 MAX_TIMEOUT = 7 * 24 * 3600
 MAX_RETRIES = 20
+MAX_ORDER_NO = 1_000_000
+#: how deep a context may nest; deeper is refused before anything walks it
+MAX_DEPTH = 32
 DATA_URL_SCHEMES = ("http", "https", "file", "s3")
+#: characters PostgreSQL's text and jsonb (and UTF-8 itself) cannot hold
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,9 @@ def validate_pipeline(body: Any) -> PipelineRequest:
     """Check a submitted body and return it normalized, or raise :class:`InvalidPipeline`."""
     if not isinstance(body, Mapping):
         raise InvalidPipeline([FieldError("body", "must be a JSON object")])
-    errors: list[FieldError] = []
+    errors = list(_text_errors(body, ""))
+    if errors:  # text a database cannot store, or nesting too deep to look into
+        raise InvalidPipeline(errors)
     name = _check_name(body.get("pipeline_name"), errors)
     data_url = _check_data_url(body.get("data_url", ""), errors)
     project = _check_project(body.get("project"), errors)
@@ -188,8 +196,8 @@ def _check_order_no(
         errors.append(FieldError(path, "is required"))
     elif isinstance(value, bool) or not isinstance(value, int):
         errors.append(FieldError(path, "must be an integer"))
-    elif value < 1:
-        errors.append(FieldError(path, "must be a positive integer (1, 2, ...)"))
+    elif not 1 <= value <= MAX_ORDER_NO:
+        errors.append(FieldError(path, f"must be a positive integer up to {MAX_ORDER_NO}"))
     elif value in seen:
         errors.append(FieldError(path, f"duplicates the order_no of transformers_list[{seen[value]}]"))
     else:
@@ -209,6 +217,24 @@ def _check_number(
         errors.append(FieldError(path, f"must be {kind} between {low} and {high}"))
         return None
     return value
+
+
+def _text_errors(value: Any, path: str, depth: int = 0) -> Iterator[FieldError]:
+    """Strings no database stores faithfully (NUL, lone surrogates), and nesting past MAX_DEPTH."""
+    where = path or "body"
+    if depth > MAX_DEPTH:
+        yield FieldError(where, f"is nested more than {MAX_DEPTH} levels deep")
+    elif isinstance(value, str) and (bad := UNSTORABLE.search(value)):
+        yield FieldError(where, "must not contain the NUL character (\\u0000)" if bad.group() == "\x00"
+                         else "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            yield from _text_errors(key, child, depth + 1)
+            yield from _text_errors(item, child, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _text_errors(item, f"{where}[{index}]", depth + 1)
 
 
 def context_errors(spec: StepSpec, context: Mapping[str, Any], path: str) -> list[FieldError]:

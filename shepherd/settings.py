@@ -99,7 +99,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["pipeline.permissions.WritesNeedToken"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["pipeline.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "pipeline.pagination.Pagination",
     "PAGE_SIZE": env_int("SHEPHERD_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

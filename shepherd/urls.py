@@ -9,3 +9,5 @@ urlpatterns = [
     path("api/", include("pipeline.urls")),
     path("transformer/", include("pipeline.compat_urls")),
 ]
+
+handler404 = "pipeline.api_errors.not_found"
