@@ -75,6 +75,11 @@ class _Probe:
     future: Future[int]
 
 
+@dataclass(frozen=True)
+class _Settle:
+    call_id: str
+
+
 class RpcClient:
     """Call steps on workers over RabbitMQ.
 
@@ -83,6 +88,9 @@ class RpcClient:
         SHEPHERD_LEASE_TIMEOUT (must match the workers').
       name: names the durable reply queue ``P.replies.<name>``; one live client per name.
       connect_timeout: how long ``start()`` retries before raising BrokerUnavailable.
+      settle_replies: if true, a reply stays unacknowledged on the durable reply queue until the
+        caller calls ``settle(call_id)`` (after recording the result), so a caller that dies in
+        between gets the reply again when it restarts and resumes the call.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class RpcClient:
         name: str = "default",
         lease_timeout: float | None = None,
         connect_timeout: float = 10.0,
+        settle_replies: bool = False,
     ) -> None:
         settings = load_settings()
         self.url = url or settings.broker_url
@@ -103,7 +112,9 @@ class RpcClient:
         self._heartbeat = settings.heartbeat
         self._quorum = settings.quorum_queues
         self._reply_queue = protocol.reply_queue(self.prefix, name)
-        self._commands: queue_module.SimpleQueue[_Call | _Probe] = queue_module.SimpleQueue()
+        self.settle_replies = settle_replies
+        self._unsettled: dict[str, tuple[Any, int]] = {}  # call id -> (channel, delivery tag)
+        self._commands: queue_module.SimpleQueue[_Call | _Probe | _Settle] = queue_module.SimpleQueue()
         self._calls: dict[str, _Call] = {}
         self._probes: list[_Probe] = []
         self._declared: set[str] = set()
@@ -196,6 +207,11 @@ class RpcClient:
         self._send(call)
         return call.future
 
+    def settle(self, call_id: str) -> None:
+        """Acknowledge the reply of a finished call (with ``settle_replies``); a no-op otherwise."""
+        if self.settle_replies:
+            self._send(_Settle(call_id))
+
     def consumers(self, queue: str, *, timeout: float = 30.0) -> int:
         """Consumers on ``P.step.<queue>`` right now (0 if the queue does not exist)."""
         self._require_running()
@@ -226,7 +242,7 @@ class RpcClient:
         if self._thread is None or self._closing.is_set():
             raise RpcError("RpcClient is not running; call start() first (or use it as a context manager)")
 
-    def _send(self, item: _Call | _Probe) -> None:
+    def _send(self, item: _Call | _Probe | _Settle) -> None:
         self._commands.put(item)
         self._wake()
 
@@ -315,7 +331,9 @@ class RpcClient:
                 item = self._commands.get_nowait()
             except queue_module.Empty:
                 break
-            if isinstance(item, _Probe):
+            if isinstance(item, _Settle):
+                self._ack_reply(item.call_id)
+            elif isinstance(item, _Probe):
                 self._probes.append(item)
             elif item.call_id in self._calls:
                 error = ValueError(f"call {item.call_id} is already pending on this client")
@@ -408,11 +426,22 @@ class RpcClient:
             elif isinstance(message, protocol.Progress):
                 self._on_progress(message)
             elif isinstance(message, protocol.Reply):
-                self._on_reply(message)
+                resolved = self._on_reply(message)
+                if self.settle_replies and (resolved or message.call_id in self._unsettled):
+                    # Acknowledged by settle() once the caller has recorded the result; a copy
+                    # redelivered after a reconnect replaces the tag of the channel that is gone.
+                    self._unsettled[message.call_id] = (channel, method.delivery_tag)
+                    return
             else:
                 logger.warning("dropping a %s message on the reply queue %s: only claim, progress and "
                                "reply belong there", type(message).__name__, self._reply_queue)
         channel.basic_ack(method.delivery_tag)
+
+    def _ack_reply(self, call_id: str) -> None:
+        channel, tag = self._unsettled.pop(call_id, (None, 0))
+        if channel is not None and channel is self._io and channel.is_open:
+            channel.basic_ack(tag)
+        # else: that channel is gone and the broker requeued the reply; the next copy is dropped
 
     def _on_claim(self, claim: protocol.Claim) -> None:
         call = self._calls.get(claim.call_id)
@@ -453,11 +482,12 @@ class RpcClient:
         call.lease_heard = now
         self._emit(call, "progress", {"call_id": call.call_id, "lease_id": progress.lease_id})
 
-    def _on_reply(self, reply: protocol.Reply) -> None:
+    def _on_reply(self, reply: protocol.Reply) -> bool:
+        """Resolve the call's future; False if the call has already ended (the reply is dropped)."""
         call = self._calls.pop(reply.call_id, None)
         if call is None:
             logger.debug("dropped reply for ended call %s (lease %s)", reply.call_id, reply.lease_id)
-            return
+            return False
         worker = asdict(reply.worker)
         self._emit(call, "replied", {"call_id": call.call_id, "lease_id": reply.lease_id,
                                      "status": reply.status})
@@ -468,6 +498,7 @@ class RpcClient:
         else:
             err = reply.error or protocol.ErrorInfo("UnknownError", "worker sent no error details")
             call.future.set_exception(StepFailed(err.type, err.message, err.traceback, worker))
+        return True
 
     # -- deadlines ------------------------------------------------------------------------
 

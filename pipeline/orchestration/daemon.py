@@ -69,8 +69,10 @@ class Daemon:
         self.config = config
         self.stopping = threading.Event()
         self.recorder = PrefectRecorder(enabled=config.prefect)
+        # Replies stay on the daemon's durable reply queue until their result is in the database,
+        # so a daemon killed in between finds them again when it restarts.
         self.client = RpcClient(settings.SHEPHERD_BROKER_URL, prefix=settings.SHEPHERD_AMQP_PREFIX,
-                                name=config.name)
+                                name=config.name, settle_replies=True)
         self.pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="pipeline")
         self.active: dict[int, tuple[int, int]] = {}  # pipeline id -> (channel generation, delivery tag)
         self._active_lock = threading.Lock()

@@ -110,6 +110,7 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
             final = step.attempts > step.retries
             error, worker = _describe_error(exc)
             records.step_attempt_failed(step, error=error, worker=worker, final=final)
+            ctx.client.settle(step.call_id)
             if final:
                 records.pipeline_failed(pipeline_id, step=step, error=error)
                 ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="failed",
@@ -123,6 +124,7 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
                 return None
             continue
         records.step_succeeded(step, output=result.output, worker=result.worker)
+        ctx.client.settle(result.call_id)
         records.record_event(pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
                              f"on {_worker_label(result.worker)} (attempt {step.attempts})", step=step)
         ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="succeeded")

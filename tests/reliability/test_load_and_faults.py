@@ -60,10 +60,6 @@ def test_closing_every_broker_connection_under_load_loses_nothing_and_runs_nothi
     assert outcome.statuses == {"succeeded": PIPELINES}, outcome.errors
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: after kill -9 of the daemon and a restart under the same name, a step (attempt 1, same "
-    "pipeline) can run on both workers: 2-3 steps of 60 pipelines ran twice, also after 3b3b4a4. "
-    "Before 3b3b4a4, 5-8 pipelines also failed with NoWorker (a call recorded but never published)."))
 def test_killing_the_daemon_under_load_and_restarting_it_still_succeeds_every_pipeline(
         cluster: Cluster, token):
     outcome = run_scenario(cluster, django_client_poster(token), run="kill-daemon", pipelines=PIPELINES,

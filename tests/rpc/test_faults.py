@@ -121,6 +121,26 @@ def test_a_restarted_client_resumes_a_call_and_gets_its_reply(rpc: Rpc) -> None:
     assert worker.runs() == [("start", "r1"), ("done", "r1")]
 
 
+def test_a_reply_not_settled_before_the_client_died_reaches_the_restarted_client(rpc: Rpc) -> None:
+    # Given a client that settles replies only once it has recorded them, and a finished call
+    worker = rpc.worker()
+    first = rpc.client("settling", settle_replies=True)
+    call_id = str(uuid.uuid4())
+    assert first.call("echo", context={}, input={"token": "s1"}, timeout=30, wait_limit=30,
+                      call_id=call_id).output == {"token": "s1"}
+
+    # When it goes away before settling (it died before recording the result)
+    first.close()
+
+    # Then the same client name, restarted, gets the reply again without running the step again
+    second = rpc.client("settling", settle_replies=True, start=False)
+    resumed = second.resume(call_id, timeout=30, wait_limit=30)
+    second.start()
+    assert resumed.result(timeout=30).output == {"token": "s1"}
+    second.settle(call_id)
+    assert count_done([worker]) == {"s1": 1}
+
+
 def test_a_worker_whose_queue_is_deleted_declares_it_again_and_keeps_serving(rpc: Rpc) -> None:
     # Given a worker consuming its step's queue
     worker = rpc.worker("w1")
