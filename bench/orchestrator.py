@@ -347,10 +347,30 @@ class Burst:
     drain_s: float | None = None
     prefect_seen: tuple[int, int] | None = None
     drops: int = 0
+    daemon_cpu_s: float | None = None  # user + system CPU of the daemon over the burst
 
     @property
     def steps_per_s(self) -> float:
         return self.pipelines * self.steps / self.window_s
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_when_serving(pid: int, log: Path, timeout: float = 60) -> float:
+    """The daemon's CPU once it logs that it serves: start-up (imports, Prefect) is left out.
+
+    It may already have claimed a few pipelines by then, so CPU per step is slightly low.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and " serving " in log.read_text(errors="replace"):
+            break
+        time.sleep(0.05)
+    return cpu_seconds(pid)
 
 
 def broker_drops(log: Path) -> int:
@@ -371,14 +391,16 @@ def throughput_phase(setup: Setup, run: int) -> Burst:
     args, tag = setup.args, f"tp{run}"
     create_s = create_pipelines(tag, args.pipelines, args.steps)
     with running_daemon(setup, f"throughput{run}") as (daemon, log):
+        cpu_start = cpu_when_serving(daemon.pid, log)
         wait_final(tag, args.pipelines, args.timeout, daemon)
+        cpu = cpu_seconds(daemon.pid) - cpu_start
         window, last = burst_window(tag)
         burst = Burst(args.pipelines, args.steps, create_s, window, check_recorded_once(tag, args.pipelines,
                                                                                          args.steps))
         if args.prefect != "off":
             burst.drain_s, burst.prefect_seen = prefect_drain(
                 prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
-    burst.drops = broker_drops(log)
+    burst.drops, burst.daemon_cpu_s = broker_drops(log), cpu
     logger.info("burst %d: %.0f steps/s, %s, prefect drain %s", run, burst.steps_per_s, burst.check,
                 burst.drain_s)
     return burst
@@ -454,17 +476,18 @@ def latency_table(lat: Latency) -> str:
 
 def throughput_table(bursts: list[Burst], prefect: bool) -> str:
     lines = ["| run | pipelines x steps | create (not timed) | drain window | pipelines/s | steps/s "
-             "| recorded | Prefect drain lag after burst | broker drops |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+             "| daemon CPU per step | recorded | Prefect drain lag after burst | broker drops |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for run, b in enumerate(bursts, 1):
         lag = "-" if not prefect else (f"{b.drain_s:.1f} s" if b.drain_s is not None
                                        else f"not drained ({b.prefect_seen})")
         lines.append(f"| {run} | {b.pipelines} x {b.steps} | {b.create_s:.1f} s | {b.window_s:.2f} s "
-                     f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} | {b.check} | {lag} "
+                     f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} "
+                     f"| {ms((b.daemon_cpu_s or 0) / (b.pipelines * b.steps))} | {b.check} | {lag} "
                      f"| {b.drops} |")
     rates = [b.steps_per_s for b in bursts]
     lags = [b.drain_s for b in bursts if b.drain_s is not None]
-    lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | "
+    lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | | "
                  f"{f'{median(lags):.1f} s' if lags else '-'} | |")
     return "\n".join(lines)
 
