@@ -388,7 +388,8 @@ def burst_window(tag: str) -> tuple[float, float]:
 
 def throughput_phase(setup: Setup, run: int) -> Burst:
     """Queue N pipelines while the daemon is down, start it, and time the drain from the rows."""
-    args, tag = setup.args, f"tp{run}"
+    # unique across runs: a Prefect server outlives this run and is searched by name
+    args, tag = setup.args, f"tp{run}x{setup.prefix.rsplit('-', 1)[-1]}"
     create_s = create_pipelines(tag, args.pipelines, args.steps)
     with running_daemon(setup, f"throughput{run}") as (daemon, log):
         cpu_start = cpu_when_serving(daemon.pid, log)
