@@ -168,3 +168,15 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
 
 def command_line() -> str:
     return "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
+
+
+CODE_PATHS = ("pipeline", "shepherd", "shepherd_rpc", "projects", "scripts")
+
+
+def code_version(paths: tuple[str, ...] = CODE_PATHS) -> str:
+    """The commit under test, and whether the measured code had uncommitted edits (a shared tree)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", *paths)
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted edits" if dirty else "")

@@ -503,7 +503,8 @@ def memory_table(rows: list[Memory]) -> str:
 
 def report(setup: Setup, lat: Latency | None, bursts: list[Burst], memory: list[Memory]) -> str:
     parts = [f"`{_support.command_line()}` ({time.strftime('%Y-%m-%d %H:%M')}): {describe(setup)}; "
-             f"1-min load average {setup.load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end."]
+             f"1-min load average {setup.load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
+             f"code {_support.code_version()}."]
     if lat is not None:
         parts += ["", "Latency, one pipeline at a time:", "", latency_table(lat)]
     if bursts:

@@ -147,7 +147,8 @@ def report(result: str, args: argparse.Namespace) -> str:
     import prefect
 
     return (f"`{_support.command_line()}` ({time.strftime('%Y-%m-%d %H:%M')}; Prefect {prefect.__version__}, "
-            f"{prefect_mode()}; {args.rounds} rounds after {args.warmup} warm-up, round-robin):\n\n{result}")
+            f"{prefect_mode()}; {args.rounds} rounds after {args.warmup} warm-up, round-robin; "
+            f"code {_support.code_version()}):\n\n{result}")
 
 
 def main() -> None:
