@@ -110,8 +110,10 @@ class RawBaseline:
         try:
             self.client.close()
         except (pika.exceptions.AMQPError, OSError):
-            rpc_names = [rpc_roundtrip.raw_queue(self.prefix), f"{self.prefix}.raw.replies"]
-            delete_amqp(self.broker_url, queues=rpc_names)
+            pass  # dropped by the broker; the queues go below
+        # A restarted server may have declared the request queue again after the client deleted it.
+        queues = [rpc_roundtrip.raw_queue(self.prefix), f"{self.prefix}.raw.replies"]
+        delete_amqp(self.broker_url, queues=queues)
 
 
 # -- broker and process helpers ---------------------------------------------------------

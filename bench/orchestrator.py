@@ -562,13 +562,15 @@ def section_name(args: argparse.Namespace) -> str:
 
 
 def cleanup_broker(setup: Setup) -> None:
+    from projects.demo.steps import STEPS
     from shepherd_rpc import protocol as p
 
     prefix = setup.prefix
     _support.delete_amqp(
         setup.args.broker_url,
-        queues=[p.pipelines_queue(prefix), p.step_queue(prefix, "noop"), p.dead_letter_queue(prefix),
-                p.reply_queue(prefix, DAEMON_NAME)],
+        # the demo worker declares a queue for each of its steps, not only noop's
+        queues=[p.pipelines_queue(prefix), p.dead_letter_queue(prefix), p.reply_queue(prefix, DAEMON_NAME),
+                *(p.step_queue(prefix, spec.queue) for spec in STEPS)],
         exchanges=[p.steps_exchange(prefix), p.dead_letter_exchange(prefix)],
     )
 
