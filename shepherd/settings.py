@@ -77,6 +77,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads of the daemon write at once: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    # Write-ahead logging: readers never block the writer, and a commit costs a quarter of what it
+    # does with the rollback journal; measured to double the daemon's steps/s (docs/bench-orchestrator.md).
+    DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so the daemon and workers that tests start as processes see it too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-shepherd.sqlite3")}

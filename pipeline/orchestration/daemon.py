@@ -25,7 +25,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from pipeline import handoff
-from pipeline.models import Step
+from pipeline.models import PipelineEvent, Step
 from pipeline.orchestration import records
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
 from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline
@@ -35,6 +35,15 @@ from shepherd_rpc import RpcClient, amqp
 logger = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+#: most pick-up events stored in one INSERT
+EVENT_BATCH = 200
+
+
+def _get_nowait(events: queue_module.SimpleQueue[Any]) -> Any:
+    try:
+        return events.get_nowait()
+    except queue_module.Empty:
+        return None
 
 
 @dataclass(frozen=True)
@@ -242,12 +251,21 @@ class Daemon:
         self._events.put((pipeline_id, step.pk, message, timezone.now()))
 
     def _write_events(self) -> None:
+        """Store pick-up events as they come, many in one INSERT when they come fast."""
         while (item := self._events.get()) is not None:
-            pipeline_id, step_id, message, at = item
+            batch = [item]
+            while len(batch) < EVENT_BATCH and (more := _get_nowait(self._events)) is not None:
+                batch.append(more)
             try:
-                record_event(pipeline_id, "picked_up", message, step=Step(pk=step_id), at=at)
+                PipelineEvent.objects.bulk_create(
+                    PipelineEvent(pipeline_id=pipeline_id, step_id=step_id, event="picked_up",
+                                  message=message, created_at=at)
+                    for pipeline_id, step_id, message, at in batch
+                )
             except Exception:
-                logger.exception("could not store the event %r", message)
+                logger.exception("could not store %d pick-up event(s)", len(batch))
+            for pipeline_id, _, message, _ in batch:
+                logger.info("pipeline %s: %s", pipeline_id, message)
         close_old_connections()
 
     def _housekeeping(self) -> None:

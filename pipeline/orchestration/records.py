@@ -74,30 +74,37 @@ def steps_in_order(pipeline_id: int) -> list[Step]:
     return list(Step.objects.filter(pipeline_id=pipeline_id).order_by("order_no"))
 
 
-def cancel_requested(pipeline_id: int) -> bool:
-    return Pipeline.objects.filter(pk=pipeline_id, cancel_requested=True).exists()
+def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> bool:
+    """Mark an attempt running, with its call id, before its request is published.
 
-
-def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> None:
-    """Mark an attempt running and remember its call id before the request is published."""
+    One transaction with the ``published`` event, conditional on no cancel having been requested
+    (so the cancel check costs no query of its own). False if the pipeline is to be cancelled.
+    """
     now = timezone.now()
-    step.attempts = attempt
-    step.status = Step.Status.RUNNING
-    step.call_id = call_id
-    step.started_at = step.started_at or now
-    step.finished_at = None
-    Step.objects.filter(pk=step.pk).update(
-        attempts=step.attempts, status=step.status, call_id=call_id, started_at=step.started_at,
-        finished_at=None,
-    )
+    with transaction.atomic():
+        started = Step.objects.filter(pk=step.pk, pipeline__cancel_requested=False).update(
+            attempts=attempt, status=Step.Status.RUNNING, call_id=call_id,
+            started_at=step.started_at or now, finished_at=None,
+        )
+        if not started:
+            return False
+        record_event(step.pipeline_id, "published", f"step {step.order_no} {step.name!r} attempt {attempt} "
+                     f"published to queue {step.queue!r}", step=step, at=now)
+    step.attempts, step.status, step.call_id = attempt, Step.Status.RUNNING, call_id
+    step.started_at, step.finished_at = step.started_at or now, None
+    return True
 
 
-def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any]) -> None:
+def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], worker_label: str) -> None:
+    """Store the step's output and who produced it, with its ``step_succeeded`` event, in one transaction."""
     step.status, step.output, step.worker, step.error = Step.Status.SUCCEEDED, output, worker, None
     step.finished_at = timezone.now()
-    Step.objects.filter(pk=step.pk).update(
-        status=step.status, output=output, worker=worker, error=None, finished_at=step.finished_at
-    )
+    with transaction.atomic():
+        Step.objects.filter(pk=step.pk).update(
+            status=step.status, output=output, worker=worker, error=None, finished_at=step.finished_at
+        )
+        record_event(step.pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
+                     f"on {worker_label} (attempt {step.attempts})", step=step, at=step.finished_at)
 
 
 def step_attempt_failed(
@@ -136,7 +143,9 @@ def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> N
 
 def pipeline_cancelled(pipeline_id: int) -> None:
     with transaction.atomic():
-        Step.objects.filter(pipeline_id=pipeline_id, status=Step.Status.PENDING).update(
+        # A step between two attempts is "running" with nothing in flight: it is cancelled too.
+        unfinished = [Step.Status.PENDING, Step.Status.RUNNING]
+        Step.objects.filter(pipeline_id=pipeline_id, status__in=unfinished).update(
             status=Step.Status.CANCELLED
         )
         Pipeline.objects.filter(pk=pipeline_id).update(

@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.models import Pipeline, Step
 from pipeline.orchestration import records
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
+from pipeline.services import record_event
 from shepherd_rpc import NoWorker, RpcClient, RpcError, StepFailed, StepResult, StepTimeout
 
 logger = logging.getLogger(__name__)
@@ -66,15 +67,15 @@ def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
         if step.status == Step.Status.SUCCEEDED:
             data = step.output
             continue
-        if records.cancel_requested(pipeline_id):
-            records.pipeline_cancelled(pipeline_id)
-            ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="cancelled")
-            return Outcome.FINAL
         if ctx.stopping.is_set() and step.status != Step.Status.RUNNING:
             return Outcome.INTERRUPTED
         result = _run_step(pipeline_id, step, data, ctx)
         if result is None:
             return Outcome.INTERRUPTED
+        if result is CANCELLED:
+            records.pipeline_cancelled(pipeline_id)
+            ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="cancelled")
+            return Outcome.FINAL
         ok, data = result
         if not ok:
             ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="failed",
@@ -85,13 +86,22 @@ def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
     return Outcome.FINAL
 
 
-def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple[bool, Any] | None:
-    """Attempts of one step until success or no retry is left. None if interrupted by shutdown."""
+#: what _run_step returns when a cancel was requested before the step (or its retry) was published
+CANCELLED = object()
+
+
+def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple[bool, Any] | object | None:
+    """Attempts of one step until success or no retry is left.
+
+    Returns ``(ok, output)``, :data:`CANCELLED`, or None if interrupted by a shutdown.
+    """
     task_name = f"{step.name}-{step.order_no}"
     retake_attempt = False
     while True:
         resumed = step.status == Step.Status.RUNNING and step.call_id in ctx.resumed
         future = _attach_or_publish(pipeline_id, step, data, ctx, new_attempt=not retake_attempt)
+        if future is None:
+            return CANCELLED
         retake_attempt = False
         ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="running")
         try:
@@ -102,7 +112,7 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
             if resumed and isinstance(exc, NoWorker):
                 # The daemon died between recording the attempt and publishing it, or the request
                 # waited in the queue: publish the same attempt again. A copy taken later is refused.
-                records.record_event(pipeline_id, "republished", f"step {step.order_no} {step.name!r}: "
+                record_event(pipeline_id, "republished", f"step {step.order_no} {step.name!r}: "
                                      f"attempt {step.attempts} left in flight was not taken by a worker; "
                                      "publishing it again", step=step, level="warning")
                 retake_attempt = True
@@ -117,37 +127,36 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
                                         message=error["message"])
                 return False, None
             delay = min(MAX_BACKOFF, ctx.backoff * 2 ** (step.attempts - 1))
-            records.record_event(pipeline_id, "retrying", f"step {step.order_no} {step.name!r} attempt "
+            record_event(pipeline_id, "retrying", f"step {step.order_no} {step.name!r} attempt "
                                  f"{step.attempts} failed ({error['type']}: {error['message']}); retrying "
                                  f"in {delay:g} s", step=step, level="warning")
             if ctx.stopping.wait(delay):
                 return None
             continue
-        records.step_succeeded(step, output=result.output, worker=result.worker)
+        records.step_succeeded(step, output=result.output, worker=result.worker,
+                               worker_label=worker_label(result.worker))
         ctx.client.settle(result.call_id)
-        records.record_event(pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
-                             f"on {_worker_label(result.worker)} (attempt {step.attempts})", step=step)
         ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="succeeded")
         return True, result.output
 
 
 def _attach_or_publish(
     pipeline_id: int, step: Step, data: Any, ctx: RunContext, *, new_attempt: bool = True
-) -> Future[StepResult]:
+) -> Future[StepResult] | None:
     """Re-attach to the attempt a previous run left in flight, or publish an attempt.
 
     Every publication gets a call id of its own, so a stale request of an earlier attempt (or of
-    a run before a retry) can never be granted in place of the current one.
+    a run before a retry) can never be granted in place of the current one. None if the pipeline
+    is to be cancelled instead.
     """
     if step.status == Step.Status.RUNNING and step.call_id in ctx.resumed:
-        records.record_event(pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
+        record_event(pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
                              f"attempt {step.attempts} left in flight", step=step)
         return ctx.resumed.pop(step.call_id)
     attempt = step.attempts + 1 if new_attempt else step.attempts
     call_id = f"step-{step.pk}-{attempt}-{uuid.uuid4().hex[:8]}"
-    records.step_start_attempt(step, call_id=call_id, attempt=attempt)
-    records.record_event(pipeline_id, "published", f"step {step.order_no} {step.name!r} attempt "
-                         f"{step.attempts} published to queue {step.queue!r}", step=step)
+    if not records.step_start_attempt(step, call_id=call_id, attempt=attempt):
+        return None
 
     def on_event(kind: str, payload: dict[str, Any]) -> None:
         if kind == "claimed" and ctx.on_claimed is not None:
@@ -184,7 +193,7 @@ def _describe_error(exc: RpcError) -> tuple[dict[str, Any], dict[str, Any] | Non
     return {"type": kind, "message": str(exc), "traceback": ""}, None
 
 
-def _worker_label(worker: dict[str, Any] | None) -> str:
+def worker_label(worker: dict[str, Any] | None) -> str:
     if not worker:
         return "an unknown worker"
     return f"worker {worker.get('name') or '?'} ({worker.get('host')}, pid {worker.get('pid')})"
