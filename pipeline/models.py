@@ -42,6 +42,8 @@ class Pipeline(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     #: the flow run that mirrors this pipeline in Prefect
     prefect_flow_run_id = models.CharField(max_length=64, blank=True, default="")
+    #: the final state last recorded in Prefect; differs from status while the mirror is behind
+    prefect_state = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -136,6 +136,8 @@ SHEPHERD_PIPELINE_LEASE = env_float("SHEPHERD_PIPELINE_LEASE", 20.0)
 SHEPHERD_SHUTDOWN_GRACE = env_float("SHEPHERD_SHUTDOWN_GRACE", 30.0)
 # Mirror every run in Prefect (the server at PREFECT_API_URL, or a temporary local one).
 SHEPHERD_PREFECT = env_bool("SHEPHERD_PREFECT", True)
+# Threads sending updates to Prefect (each pipeline's updates stay on one, in order).
+SHEPHERD_PREFECT_THREADS = env_int("SHEPHERD_PREFECT_THREADS", 4, minimum=1)
 
 LOG_LEVEL = env_str("SHEPHERD_LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -77,7 +77,7 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.stopping = threading.Event()
-        self.recorder = PrefectRecorder(enabled=config.prefect)
+        self.recorder = PrefectRecorder(enabled=config.prefect, threads=settings.SHEPHERD_PREFECT_THREADS)
         # Replies stay on the daemon's durable reply queue until their result is in the database,
         # so a daemon killed in between finds them again when it restarts.
         self.client = RpcClient(settings.SHEPHERD_BROKER_URL, prefix=settings.SHEPHERD_AMQP_PREFIX,
