@@ -102,3 +102,11 @@ class ProjectSerializer(serializers.Serializer):
 
     def get_steps(self, project) -> list[dict]:  # type: ignore[no-untyped-def]
         return StepSpecSerializer(project.steps.values(), many=True).data
+
+
+class WorkerStatusSerializer(serializers.Serializer):
+    project = serializers.CharField()
+    step = serializers.CharField()
+    queue = serializers.CharField()
+    consumers = serializers.IntegerField(help_text="Workers consuming the step's queue now.")
+    waiting = serializers.IntegerField(help_text="Requests waiting for a worker.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pika.exceptions
 from django.db import connection
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -12,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipeline import handoff, selectors, services
+from pipeline.api_errors import error_body
 from pipeline.exceptions import FieldError, InvalidRequest
 from pipeline.models import Pipeline
 from pipeline.registry import all_projects
@@ -22,8 +24,10 @@ from pipeline.serializers import (
     PipelineSubmitSerializer,
     PipelineSummarySerializer,
     ProjectSerializer,
+    WorkerStatusSerializer,
 )
 from pipeline.validation import validate_pipeline
+from pipeline.worker_status import step_queues_status
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -129,6 +133,19 @@ class ProjectListApi(APIView):
     @extend_schema(responses={200: ProjectSerializer(many=True)})
     def get(self, request: Request) -> Response:
         return Response(ProjectSerializer(all_projects().values(), many=True).data)
+
+
+class WorkerStatusApi(APIView):
+    """Each registered step with the workers consuming its queue now: a step with 0 cannot run."""
+
+    @extend_schema(responses={200: WorkerStatusSerializer(many=True), 503: ErrorSerializer})
+    def get(self, request: Request) -> Response:
+        try:
+            rows = step_queues_status()
+        except (pika.exceptions.AMQPError, OSError):
+            return Response(error_body("The broker is not reachable; check SHEPHERD_BROKER_URL."),
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(WorkerStatusSerializer(rows, many=True).data)
 
 
 class HealthApi(APIView):
