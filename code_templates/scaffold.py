@@ -11,7 +11,6 @@ import importlib
 import keyword
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -114,14 +113,7 @@ def project_dir(project: str) -> Path:
 
 
 def refresh_registry(project: str | None = None) -> None:
-    """Make the registry see files just written: forget cached modules, then reload.
-
-    ``registry.reload()`` clears its own cache, but Python keeps the imported ``steps`` modules in
-    ``sys.modules``; those are dropped here so an edited ``steps.py`` is read again.
-    """
-    prefix = f"{registry.PROJECTS_PACKAGE}.{project}" if project else f"{registry.PROJECTS_PACKAGE}."
-    for module_name in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
-        del sys.modules[module_name]
+    """Make the registry see files just written (``registry.reload`` re-imports every steps.py)."""
     registry.reload()
 
 

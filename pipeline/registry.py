@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,6 +24,8 @@ ContextCheck = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
 
 PROJECTS_PACKAGE = "projects"
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+RELOAD_INTERVAL = 5.0
+_last_reload = 0.0
 
 
 class UnknownProject(LookupError):
@@ -97,14 +101,31 @@ def all_projects() -> dict[str, Project]:
 
 
 def reload() -> None:
+    """Read the projects again, including edited ``steps.py`` files (their modules are re-imported)."""
+    global _last_reload
+    prefix = f"{PROJECTS_PACKAGE}."
+    for module_name in [m for m in sys.modules if m.startswith(prefix)]:
+        del sys.modules[module_name]
     importlib.invalidate_caches()
     all_projects.cache_clear()
+    _last_reload = time.monotonic()
+
+
+def reload_if_due() -> bool:
+    """Reload at most every RELOAD_INTERVAL seconds: how a running API sees a project added since
+    it started (an unknown name costs a rescan, but a stream of them cannot cost more)."""
+    if time.monotonic() - _last_reload < RELOAD_INTERVAL:
+        return False
+    reload()
+    return True
 
 
 def get_project(name: str) -> Project:
     """The project called ``name`` (``-`` and ``_`` alike), or :class:`UnknownProject`."""
-    projects = all_projects()
     key = normalize_project_name(name)
+    if key not in all_projects():
+        reload_if_due()
+    projects = all_projects()
     if key not in projects:
         known = ", ".join(sorted(projects)) or "none"
         raise UnknownProject(f"unknown project {name!r}; registered projects: {known}")

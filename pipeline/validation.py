@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaError
 
 from pipeline.exceptions import FieldError, InvalidPipeline
-from pipeline.registry import Project, StepSpec, UnknownProject, get_project
+from pipeline.registry import Project, StepSpec, UnknownProject, get_project, reload_if_due
 
 MAX_NAME_LENGTH = 200
 MAX_DATA_URL_LENGTH = 2000
@@ -180,6 +180,8 @@ def _check_step_name(
     elif not isinstance(value, str) or not value:
         errors.append(FieldError(path, "must be a non-empty string"))
     elif project is not None:
+        if value not in project.steps and reload_if_due():  # a step added since the last read
+            project = get_project(project.name)
         if value in project.steps:
             return project.steps[value]
         known = ", ".join(sorted(project.steps)) or "none"

@@ -88,3 +88,22 @@ def test_a_new_project_step_and_worker_run_a_pipeline(project_dir, tmp_path):
     assert bad.json()["errors"][0]["field"] == "transformers_list[0].context.suffix"
     assert pipeline["status"] == "succeeded", procs.logs()
     assert pipeline["output"] == "HTTPS://EXAMPLE.ORG/X!"
+
+
+def test_a_running_api_accepts_a_project_added_after_it_started(project_dir):
+    from pipeline import registry
+
+    assert "loud_late" not in registry.all_projects()  # the API has read the registry already
+    package = project_dir / "loud_late"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Added while the API runs."""\n')
+    (package / "steps.py").write_text(
+        "from pipeline.registry import StepSpec\n\nSTEPS = [StepSpec(name='whisper')]\n")
+    registry._last_reload = 0.0  # as if the last rescan were long ago
+
+    response = APIClient().post(
+        "/api/pipelines/", {"pipeline_name": "late", "project": "loud_late",
+                            "transformers_list": [{"name": "whisper", "order_no": 1, "context": {}}]},
+        format="json", HTTP_AUTHORIZATION=f"Token {token_for()}")
+
+    assert response.status_code == 201, response.content
