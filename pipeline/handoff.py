@@ -18,7 +18,7 @@ import pika.exceptions
 from django.conf import settings
 from django.utils import timezone
 
-from shepherd_rpc import protocol
+from shepherd_rpc import amqp, protocol
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,7 @@ def _channel() -> pika.adapters.blocking_connection.BlockingChannel:
 def drop_connection() -> None:
     connection = getattr(_local, "connection", None)
     _local.connection = _local.channel = None
-    if connection is not None and connection.is_open:
-        try:
-            connection.close()
-        except pika.exceptions.AMQPError:
-            pass
+    amqp.close_quietly(connection)
 
 
 def publish_pipeline(pipeline_id: int) -> bool:

@@ -6,6 +6,7 @@ Only names from ``protocol`` are used, so both ends declare identical queues
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -13,6 +14,8 @@ import pika
 import pika.exceptions
 
 from . import protocol
+
+logger = logging.getLogger(__name__)
 
 #: pika errors after which the connection (or channel) is unusable: drop it and reconnect.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -69,6 +72,15 @@ def declare_pipelines_queue(channel: Any, prefix: str, *, quorum: bool = False) 
     name = protocol.pipelines_queue(prefix)
     channel.queue_declare(name, durable=True, arguments=_queue_args(quorum))
     return name
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a connection that may already be broken; errors mean it is closed anyway."""
+    if connection is not None and connection.is_open:
+        try:
+            connection.close()
+        except CONNECTION_ERRORS:
+            logger.debug("error while closing a broker connection", exc_info=True)
 
 
 class Backoff:

@@ -306,11 +306,7 @@ class RpcClient:
             logger.warning("rpc client %s lost its broker connection (%s: %s); reconnecting with %d call(s) "
                            "pending", self.name, type(error).__name__, error, len(self._calls))
         conn, self._conn = self._conn, None
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except amqp.CONNECTION_ERRORS:
-                pass
+        amqp.close_quietly(conn)
 
     def _pump(self) -> None:
         while not self._closing.is_set():
@@ -357,11 +353,7 @@ class RpcClient:
         for probe in self._probes:
             probe.future.set_exception(error)
         conn, self._conn = self._conn, None
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except amqp.CONNECTION_ERRORS:
-                pass
+        amqp.close_quietly(conn)
         self._started.set()
 
     # -- publishing ------------------------------------------------------------------

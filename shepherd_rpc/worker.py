@@ -270,11 +270,7 @@ class Worker:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except amqp.CONNECTION_ERRORS:
-                logger.debug("error while closing the connection", exc_info=True)
+        amqp.close_quietly(conn)
 
     def _wake(self) -> None:
         conn = self._conn

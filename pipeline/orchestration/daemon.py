@@ -180,11 +180,7 @@ class Daemon:
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except CONNECTION_ERRORS:
-                pass
+        amqp.close_quietly(connection)
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         delivery = (self._generation, method.delivery_tag)
