@@ -61,6 +61,7 @@ class Setup:
     database_url: str
     pg_admin_url: str | None = None  # set when this run created a PostgreSQL database
     pg_name: str | None = None
+    journal: str = ""  # SQLite's journal mode, read back after migrating
     #: the machine is shared: the load others put on it is part of every number
     load_start: float = field(default_factory=lambda: os.getloadavg()[0])
 
@@ -107,31 +108,36 @@ def configure_django(setup: Setup) -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
-    if setup.args.database == "sqlite" and setup.args.sqlite_journal != "delete":
-        set_journal_mode(setup.args.sqlite_journal)
+    if setup.args.database == "sqlite":
+        setup.journal = journal_mode()
 
 
-def set_journal_mode(mode: str) -> None:
-    """Switch the fresh SQLite file's journal (WAL is stored in the file, so the children inherit it).
+def journal_mode() -> str:
+    """The fresh SQLite file's journal mode, as the service's settings left it.
 
-    Shepherd leaves SQLite in its default rollback-journal mode; this is for measuring what WAL
-    would change without touching the service's settings.
+    shepherd/settings.py switches every SQLite connection to WAL (an ``init_command``), so the
+    rollback journal the first benches measured can no longer be chosen from here.
     """
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(f"PRAGMA journal_mode={mode}")
-        logger.warning("sqlite journal mode: %s", cursor.fetchone()[0])
+        cursor.execute("PRAGMA journal_mode")
+        return str(cursor.fetchone()[0]).lower()
 
 
 # -- children ------------------------------------------------------------------------------
 
 
-def child_env(setup: Setup, phase: str) -> dict[str, str]:
-    """Environment of a daemon: the Prefect mode, and a Prefect home of its own per phase."""
+def child_env(setup: Setup) -> dict[str, str]:
+    """Environment of a daemon: the Prefect mode, and the run's Prefect home.
+
+    Every phase's daemon shares one Prefect home, as one deployment's restarts do: a starting
+    daemon sends again the final states the previous one left unsent, naming flow runs it made,
+    which only exist in the ephemeral server's database of that same home.
+    """
     mode = setup.args.prefect
     env = {"SHEPHERD_LOG_LEVEL": "INFO", "SHEPHERD_PREFECT": "false" if mode == "off" else "true",
-           "PREFECT_HOME": str(setup.workdir / phase / "prefect")}
+           "PREFECT_HOME": str(setup.workdir / "prefect")}
     if mode == "server":
         env["PREFECT_API_URL"] = setup.args.prefect_api_url
     return env
@@ -157,11 +163,38 @@ def running_daemon(setup: Setup, phase: str) -> Iterator[tuple[subprocess.Popen[
     extra = [f"concurrency={setup.args.concurrency}", f"name={DAEMON_NAME}"]
     if setup.args.prefect == "off":
         extra.append("no-prefect")
-    process = procs.daemon(*extra, **child_env(setup, phase))
+    process = procs.daemon(*extra, **child_env(setup))
+    profiler = start_profiler(setup, phase, process.pid)
     try:
         yield process, setup.workdir / phase / "daemon.log"
     finally:
         procs.stop_all()
+        if profiler is not None:
+            try:
+                profiler.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                profiler.terminate()
+
+
+def start_profiler(setup: Setup, phase: str, pid: int) -> subprocess.Popen[bytes] | None:
+    """With --profile, sample the daemon of each throughput phase with py-spy until it exits.
+
+    py-spy attaches from outside (ptrace) and sees every thread, which cProfile cannot; it is not a
+    dependency of Shepherd (``.venv/bin/pip install py-spy``). Folded stacks go to PATH-<phase>.txt,
+    one line per distinct stack with its sample count. --profile-gil keeps only the thread holding
+    the GIL (what the one interpreter spends its time on), the mode docs/bench-orchestrator.md
+    reads. By default py-spy samples the threads it judges active, which here gives mostly stacks
+    without a Python frame; --profile-idle adds the waiting threads (where they wait, not what
+    costs CPU).
+    """
+    if not setup.args.profile or not phase.startswith("throughput"):
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out = f"{setup.args.profile}-{phase}.txt"
+    extra = [*(["--idle"] if setup.args.profile_idle else []), *(["--gil"] if setup.args.profile_gil else [])]
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--nonblocking", *extra,
+                             "--rate", str(setup.args.profile_rate), "--format", "raw", "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- pipelines ------------------------------------------------------------------------------
@@ -445,7 +478,7 @@ def abandon_unfinished(setup: Setup) -> None:
 
 def describe(setup: Setup) -> str:
     args = setup.args
-    database = f"SQLite ({args.sqlite_journal} journal)" if args.database == "sqlite" else "PostgreSQL"
+    database = f"SQLite ({setup.journal} journal)" if args.database == "sqlite" else "PostgreSQL"
     prefect = {"off": "off", "ephemeral": "on, ephemeral (no PREFECT_API_URL)",
                "server": "on, `prefect server` at PREFECT_API_URL"}[args.prefect]
     return (f"database {database}; Prefect mirror {prefect}; daemon concurrency {args.concurrency}; "
@@ -530,8 +563,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", default="sqlite",
                         help="'sqlite' (a fresh file) or a postgres:// URL (a fresh database is made "
                              "next to the named one and dropped at the end)")
-    parser.add_argument("--sqlite-journal", choices=("delete", "wal"), default="delete",
-                        help="journal mode of the fresh SQLite file (Shepherd's default is delete)")
     parser.add_argument("--prefect", choices=("off", "ephemeral", "server"), default="ephemeral",
                         help="mirror off; on with no server (Prefect's temporary one); or on with "
                              "--prefect-api-url")
@@ -547,6 +578,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--broker-url", default=os.environ.get("SHEPHERD_BROKER_URL",
                                                                "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="sample each throughput daemon with py-spy (folded stacks to PATH-<phase>.txt)")
+    parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples per second")
+    parser.add_argument("--profile-idle", action="store_true", help="py-spy samples idle threads too")
+    parser.add_argument("--profile-gil", action="store_true", help="py-spy samples only the GIL holder")
     parser.add_argument("--markdown", action="store_true",
                         help=f"write the tables into {_support.DOC.relative_to(REPO)}")
     args = parser.parse_args()
@@ -556,8 +592,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def section_name(args: argparse.Namespace) -> str:
-    database = "postgres" if args.database != "sqlite" else {"delete": "sqlite"}.get(args.sqlite_journal,
-                                                                                       "sqlite-wal")
+    database = "postgres" if args.database != "sqlite" else "sqlite"
     return f"orchestrator-{database}-prefect-{args.prefect}"
 
 
