@@ -27,6 +27,7 @@ from django.utils import timezone
 from pipeline import handoff
 from pipeline.models import PipelineEvent, Step
 from pipeline.orchestration import records
+from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
 from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline
 from pipeline.services import record_event
@@ -77,7 +78,9 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.stopping = threading.Event()
-        self.recorder = PrefectRecorder(enabled=config.prefect, threads=settings.SHEPHERD_PREFECT_THREADS)
+        self.recorder: PrefectRecorder | MirrorProcess = (
+            MirrorProcess(threads=settings.SHEPHERD_PREFECT_THREADS) if config.prefect
+            else PrefectRecorder(enabled=False))
         # Replies stay on the daemon's durable reply queue until their result is in the database,
         # so a daemon killed in between finds them again when it restarts.
         self.client = RpcClient(settings.SHEPHERD_BROKER_URL, prefix=settings.SHEPHERD_AMQP_PREFIX,

@@ -122,9 +122,14 @@ class _Shard:
                 while (update := self.next()) is not None:
                     try:
                         self.record(client, update)
-                    except Exception:
-                        self.put_back(update)
-                        raise
+                    except Exception as exc:
+                        if not _rejected(exc):
+                            self.put_back(update)
+                            raise
+                        # Prefect refused this one update (its database was reset, say): retrying
+                        # it would stall every pipeline behind it, so it is dropped.
+                        logger.warning("prefect refused the %s update of pipeline %s (%s); skipped",
+                                       update.kind, update.pipeline_id, exc)
                     self.forget_if_done(update.pipeline_id)
                     with self.lock:
                         self.lock.notify_all()
@@ -136,6 +141,22 @@ class _Shard:
                     self.lock.wait(RETRY_DELAY)
 
     def record(self, client: Any, update: _Update) -> None:
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            self._record(client, update)
+        except ObjectNotFound:
+            # The run it knew is gone from Prefect (another Prefect, or a reset one): make a new one.
+            logger.info("prefect has no run for the %s update of pipeline %s; creating it again",
+                        update.kind, update.pipeline_id)
+            if update.kind == "task":
+                self.task_runs.pop(update.step_id or 0, None)
+            else:
+                self.flow_runs.pop(update.pipeline_id, None)
+                update.flow_run_id = None
+            self._record(client, update)
+
+    def _record(self, client: Any, update: _Update) -> None:
         state = _prefect_state(update.state, update.message)
         if update.kind == "task":
             self._record_task(client, update, state)
@@ -321,6 +342,13 @@ class PrefectRecorder:
 
                 self._tasks[step_name] = task(name=step_name)(shepherd_step)
             return self._tasks[step_name]
+
+
+def _rejected(exc: Exception) -> bool:
+    """Whether Prefect answered the update with a client error (4xx): retrying cannot help."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", 0)
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 def _uuid(value: str | None) -> UUID | None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.models import Pipeline, Step
 from pipeline.orchestration import records
+from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
 from pipeline.services import record_event
 from shepherd_rpc import NoWorker, RpcClient, RpcError, StepFailed, StepResult, StepTimeout
@@ -44,7 +45,7 @@ class RunContext:
     """What every pipeline run of one daemon shares."""
 
     client: RpcClient
-    recorder: PrefectRecorder
+    recorder: PrefectRecorder | MirrorProcess
     wait_limit: float
     backoff: float
     stopping: threading.Event
