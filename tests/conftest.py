@@ -1,6 +1,6 @@
 """Shared fixtures. Tests talk to the real RabbitMQ (and PostgreSQL when DATABASE_URL says so).
 
-The session's own AMQP prefix and state directory come from shepherd/test_settings.py.
+The test run's own AMQP prefix and state directory come from shepherd/test_settings.py.
 """
 
 from __future__ import annotations

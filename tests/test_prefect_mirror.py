@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 @pytest.fixture
 def prefect_server():
-    """Prefect with no PREFECT_API_URL starts a temporary local server (under this session's
+    """Prefect with no PREFECT_API_URL starts a temporary local server (under this test run's
     PREFECT_HOME); stop it before pytest closes its output, rather than at interpreter exit."""
     yield
     SubprocessASGIServer().stop()

@@ -245,7 +245,7 @@ def worker_process(tmp_path):
     elsewhere.mkdir()
     argv = ["--task_name", "clean_dates", "--result_file", "dates.json", "--output", str(script)]
     assert task_main(argv) == 0
-    # A prefix under the session's, so the session fixture deletes the queues this test creates.
+    # A prefix under the test run's, so the run's clean-up fixture deletes the queues this test creates.
     prefix = f"{os.environ['SHEPHERD_AMQP_PREFIX']}.scaffold-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "SHEPHERD_AMQP_PREFIX": prefix,
            "SHEPHERD_RESULT_DIR": str(results)}
