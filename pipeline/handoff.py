@@ -8,7 +8,6 @@ the daemon) publishes it later, once.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import timedelta
@@ -32,24 +31,15 @@ def pipelines_queue() -> str:
     return protocol.pipelines_queue(settings.SHEPHERD_AMQP_PREFIX)
 
 
-def queue_arguments() -> dict[str, str]:
-    return {"x-queue-type": "quorum"} if settings.SHEPHERD_QUORUM_QUEUES else {}
-
-
-def encode_handoff(pipeline_id: int) -> bytes:
-    return json.dumps({"v": protocol.VERSION, "pipeline_id": pipeline_id}).encode()
-
-
 def decode_handoff(body: bytes) -> int:
-    """The pipeline id in a hand-off message; ValueError if the body is not one."""
-    try:
-        data = json.loads(body)
-        pipeline_id = data["pipeline_id"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"not a hand-off message: {body[:100]!r}") from exc
-    if isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int):
-        raise ValueError(f"hand-off pipeline_id must be an integer: {body[:100]!r}")
-    return pipeline_id
+    """The pipeline id in a hand-off message; shepherd_rpc's DecodeError if the body is not one."""
+    return protocol.decode_as(body, protocol.Handoff).pipeline_id
+
+
+def connect() -> pika.BlockingConnection:
+    """A connection for the API's short broker calls: one attempt, SHEPHERD_PUBLISH_TIMEOUT long."""
+    return pika.BlockingConnection(amqp.connection_parameters(
+        settings.SHEPHERD_BROKER_URL, heartbeat=60, timeout=settings.SHEPHERD_PUBLISH_TIMEOUT))
 
 
 def _channel() -> pika.adapters.blocking_connection.BlockingChannel:
@@ -57,14 +47,11 @@ def _channel() -> pika.adapters.blocking_connection.BlockingChannel:
     channel = getattr(_local, "channel", None)
     if channel is not None and channel.is_open:
         return channel
-    params = pika.URLParameters(settings.SHEPHERD_BROKER_URL)
-    params.socket_timeout = settings.SHEPHERD_PUBLISH_TIMEOUT
-    params.blocked_connection_timeout = settings.SHEPHERD_PUBLISH_TIMEOUT
-    params.connection_attempts = 1
-    connection = pika.BlockingConnection(params)
+    connection = connect()
     channel = connection.channel()
     channel.confirm_delivery()
-    channel.queue_declare(pipelines_queue(), durable=True, arguments=queue_arguments())
+    amqp.declare_pipelines_queue(channel, settings.SHEPHERD_AMQP_PREFIX,
+                                 quorum=settings.SHEPHERD_QUORUM_QUEUES)
     _local.connection, _local.channel = connection, channel
     return channel
 
@@ -84,7 +71,7 @@ def publish_pipeline(pipeline_id: int) -> bool:
             _channel().basic_publish(
                 exchange="",
                 routing_key=pipelines_queue(),
-                body=encode_handoff(pipeline_id),
+                body=protocol.encode(protocol.Handoff(pipeline_id)),
                 properties=pika.BasicProperties(delivery_mode=2, content_type="application/json"),
                 mandatory=True,
             )

@@ -8,6 +8,7 @@ import pika
 import pika.exceptions
 from django.conf import settings
 
+from pipeline.handoff import connect
 from pipeline.registry import all_projects
 from shepherd_rpc import protocol
 
@@ -25,10 +26,7 @@ class QueueStatus:
 
 def step_queues_status() -> list[QueueStatus]:
     """The status of every registered step's queue. Raises pika's AMQPError if the broker is down."""
-    params = pika.URLParameters(settings.SHEPHERD_BROKER_URL)
-    params.socket_timeout = params.blocked_connection_timeout = settings.SHEPHERD_PUBLISH_TIMEOUT
-    params.connection_attempts = 1
-    connection = pika.BlockingConnection(params)
+    connection = connect()
     try:
         return [
             _status(connection, project.name, spec.name, spec.queue)

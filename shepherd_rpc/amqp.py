@@ -25,13 +25,17 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def connection_parameters(url: str, *, heartbeat: int) -> pika.URLParameters:
-    """Parameters for one connection attempt; retries are the caller's job (with Backoff)."""
+def connection_parameters(url: str, *, heartbeat: int, timeout: float = 5.0) -> pika.URLParameters:
+    """Parameters for one connection attempt; retries are the caller's job (with Backoff).
+
+    ``timeout`` bounds connecting and each socket operation; callers that must answer quickly
+    (the API's hand-off) pass a short one.
+    """
     params = pika.URLParameters(url)
     params.heartbeat = heartbeat
     params.connection_attempts = 1
-    params.socket_timeout = 5
-    params.stack_timeout = 10
+    params.socket_timeout = timeout
+    params.stack_timeout = 2 * timeout
     params.blocked_connection_timeout = max(60, heartbeat * 2) if heartbeat else 60
     return params
 

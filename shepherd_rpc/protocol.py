@@ -144,7 +144,15 @@ class Reply:
     finished_at: str = field(default_factory=utc_now_iso)
 
 
-Message = Request | Claim | Answer | Progress | Reply
+@dataclass(frozen=True)
+class Handoff:
+    """API -> ``P.pipelines``: a stored pipeline for a daemon to claim and run."""
+
+    TYPE: ClassVar[str] = "handoff"
+    pipeline_id: int
+
+
+Message = Request | Claim | Answer | Progress | Reply | Handoff
 
 _ANSWER_TYPES = ("grant", "refuse", "wait")
 
@@ -244,6 +252,13 @@ def _answer(body: dict[str, Any]) -> Answer:
     )
 
 
+def _handoff(body: dict[str, Any]) -> Handoff:
+    pipeline_id = body["pipeline_id"]
+    if isinstance(pipeline_id, bool) or not isinstance(pipeline_id, int):
+        raise ValueError(f"'pipeline_id' must be an integer, not {pipeline_id!r}")
+    return Handoff(pipeline_id=pipeline_id)
+
+
 def _progress(body: dict[str, Any]) -> Progress:
     return Progress(call_id=_str(body, "call_id"), lease_id=_str(body, "lease_id"))
 
@@ -272,5 +287,6 @@ _BUILDERS = {
     "claim": _claim,
     "progress": _progress,
     "reply": _reply,
+    "handoff": _handoff,
     **{kind: _answer for kind in _ANSWER_TYPES},
 }

@@ -31,7 +31,7 @@ from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
 from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline
 from pipeline.services import record_event
-from shepherd_rpc import RpcClient, amqp
+from shepherd_rpc import DecodeError, RpcClient, amqp
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Daemon:
         delivery = (self._generation, method.delivery_tag)
         try:
             pipeline_id = handoff.decode_handoff(body)
-        except ValueError as exc:
+        except DecodeError as exc:
             logger.error("dropping a malformed hand-off message: %s", exc)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
@@ -207,8 +207,7 @@ class Daemon:
         outcome = Outcome.FINAL
         close_old_connections()
         try:
-            claim = records.pipeline_claim(pipeline_id, daemon=self.config.name, lease=self.config.lease,
-                                           active=set())
+            claim = records.pipeline_claim(pipeline_id, daemon=self.config.name, lease=self.config.lease)
             if claim is records.Claim.RUN:
                 outcome = run_pipeline(pipeline_id, self.ctx)
                 if outcome is Outcome.INTERRUPTED:
