@@ -42,13 +42,6 @@ def submit_pipeline(request: Request) -> tuple[Pipeline, bool]:
     )
 
 
-def _get_or_404(pipeline_id: int) -> Pipeline:
-    try:
-        return selectors.pipeline_get(pipeline_id)
-    except Pipeline.DoesNotExist:
-        raise Http404 from None
-
-
 class PipelineListCreateApi(generics.GenericAPIView):
     serializer_class = PipelineSummarySerializer
 
@@ -86,7 +79,9 @@ class PipelineListCreateApi(generics.GenericAPIView):
 class PipelineDetailApi(APIView):
     @extend_schema(responses={200: PipelineSerializer, 404: ErrorSerializer})
     def get(self, request: Request, pipeline_id: int) -> Response:
-        return Response(PipelineSerializer(_get_or_404(pipeline_id), context={"request": request}).data)
+        # An unknown id raises Pipeline.DoesNotExist, which the exception handler answers with 404.
+        return Response(PipelineSerializer(selectors.pipeline_get(pipeline_id),
+                                           context={"request": request}).data)
 
 
 class PipelineCancelApi(APIView):
@@ -98,7 +93,6 @@ class PipelineCancelApi(APIView):
         "step (202). A finished pipeline answers 409.",
     )
     def post(self, request: Request, pipeline_id: int) -> Response:
-        _get_or_404(pipeline_id)
         pipeline = services.pipeline_cancel(pipeline_id=pipeline_id)
         code = status.HTTP_200_OK if pipeline.is_final else status.HTTP_202_ACCEPTED
         data = PipelineSerializer(selectors.pipeline_get(pipeline_id), context={"request": request}).data
@@ -113,7 +107,6 @@ class PipelineRetryApi(APIView):
         "steps that succeeded keep their outputs.",
     )
     def post(self, request: Request, pipeline_id: int) -> Response:
-        _get_or_404(pipeline_id)
         services.pipeline_retry(pipeline_id=pipeline_id)
         data = PipelineSerializer(selectors.pipeline_get(pipeline_id), context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
@@ -124,7 +117,8 @@ class PipelineLogsApi(generics.GenericAPIView):
 
     @extend_schema(responses={200: PipelineEventSerializer(many=True), 404: ErrorSerializer})
     def get(self, request: Request, pipeline_id: int) -> Response:
-        _get_or_404(pipeline_id)
+        if not Pipeline.objects.filter(pk=pipeline_id).exists():
+            raise Http404
         page = self.paginate_queryset(selectors.pipeline_events(pipeline_id))
         return self.get_paginated_response(PipelineEventSerializer(page, many=True).data)
 

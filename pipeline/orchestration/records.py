@@ -24,11 +24,12 @@ class Claim(enum.Enum):
     SKIP = "skip"
 
 
-def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float, active: set[int]) -> Claim:
+def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float) -> Claim:
     """Take a pipeline to run: a queued one, or a running one whose claim has lapsed.
 
     A running pipeline is taken over when its lease has expired (its daemon died) or when it is
-    claimed under this daemon's name but not running here (this daemon was restarted).
+    claimed under this daemon's name (this daemon was restarted; it never hands a pipeline it is
+    already running to this function).
     """
     now = timezone.now()
     until = now + timedelta(seconds=lease)
@@ -39,7 +40,7 @@ def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float, active: set[i
         return Claim.RUN
     pipeline = (Pipeline.objects.filter(pk=pipeline_id)
                 .values("status", "claimed_by", "lease_expires_at").first())
-    if pipeline is None or pipeline["status"] != Pipeline.Status.RUNNING or pipeline_id in active:
+    if pipeline is None or pipeline["status"] != Pipeline.Status.RUNNING:
         return Claim.SKIP
     lapsed = pipeline["lease_expires_at"] is None or pipeline["lease_expires_at"] < now
     if not lapsed and pipeline["claimed_by"] != daemon:
