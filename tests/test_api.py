@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from pipeline.handoff import decode_handoff, pipelines_queue, sweep_unpublished
+from pipeline.handoff import decode_handoff, pipelines_queue, republish_lapsed, sweep_unpublished
 from pipeline.models import Pipeline, PipelineEvent, Step
-from tests.conftest import BROKER_URL
+from tests.conftest import BROKER_URL, open_channel
 from tests.factories import sentinel_body, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,19 +28,26 @@ def client() -> APIClient:
 
 
 @pytest.fixture
-def drain_handoffs(amqp_channel):
-    """Empties the hand-off queue, then returns a function that reads the pipeline ids in it."""
-    amqp_channel.queue_declare(pipelines_queue(), durable=True)
-    amqp_channel.queue_purge(pipelines_queue())
+def drain_handoffs():
+    """Empties the hand-off queue, then returns a function that reads the pipeline ids in it.
 
-    def read() -> list[int]:
-        ids = []
-        while True:
-            method, _, body = amqp_channel.basic_get(pipelines_queue(), auto_ack=True)
-            if method is None:
-                return ids
-            ids.append(decode_handoff(body))
+    Each read opens its own connection, so a test may cut every connection in between.
+    """
 
+    def read(purge: bool = False) -> list[int]:
+        connection, channel = open_channel()
+        try:
+            channel.queue_declare(pipelines_queue(), durable=True)
+            if purge:
+                channel.queue_purge(pipelines_queue())
+            ids = []
+            while (message := channel.basic_get(pipelines_queue(), auto_ack=True))[0] is not None:
+                ids.append(decode_handoff(message[2]))
+            return ids
+        finally:
+            connection.close()
+
+    read(purge=True)
     return read
 
 
@@ -389,3 +397,29 @@ def test_every_change_is_logged_as_an_event(client, drain_handoffs):
 
     assert list(PipelineEvent.objects.filter(pipeline_id=pipeline_id).values_list("event", flat=True)) == [
         "created", "cancelled"]
+
+
+def test_a_hand_off_connection_the_broker_dropped_is_replaced_and_nothing_is_lost(client, drain_handoffs):
+    first = post(client, sentinel_body()).json()["id"]
+    # The API thread's cached connection is cut by the broker (a restart, an operator, a network blip)
+    subprocess.run(["rabbitmqctl", "close_all_connections", "hand-off test"], check=True,
+                   capture_output=True, timeout=60)
+
+    second = post(client, sentinel_body(pipeline_name="after the drop")).json()["id"]
+
+    assert sorted(drain_handoffs()) == [first, second]
+    assert Pipeline.objects.filter(published_at__isnull=True).count() == 0
+
+
+def test_the_sweep_hands_off_again_a_running_pipeline_whose_daemon_stopped_renewing_it(
+    client, drain_handoffs
+):
+    orphan = post(client, sentinel_body()).json()["id"]
+    alive = post(client, sentinel_body(pipeline_name="alive")).json()["id"]
+    drain_handoffs()
+    now = timezone.now()
+    Pipeline.objects.filter(pk=orphan).update(status="running", lease_expires_at=now - timedelta(minutes=5))
+    Pipeline.objects.filter(pk=alive).update(status="running", lease_expires_at=now + timedelta(minutes=5))
+
+    assert republish_lapsed() == 1
+    assert drain_handoffs() == [orphan]
