@@ -6,7 +6,6 @@ Every transition is a conditional UPDATE, so two daemons (or one restarted) neve
 from __future__ import annotations
 
 import enum
-import traceback as tb
 from datetime import timedelta
 from typing import Any
 
@@ -153,15 +152,6 @@ def pipeline_cancelled(pipeline_id: int) -> None:
             status=Pipeline.Status.CANCELLED, finished_at=timezone.now(), lease_expires_at=None
         )
         record_event(pipeline_id, "cancelled", "cancelled before its next step")
-
-
-def error_from_exception(exc: BaseException) -> dict[str, Any]:
-    """{type, message, traceback} for an error raised here (not by a worker)."""
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
-    }
 
 
 def running_calls(*, daemon: str) -> list[Step]:
