@@ -128,13 +128,14 @@ def verdict(outcome) -> str:
 def results_table(rows: list[Row]) -> str:
     from tests.support.load import percentile
 
-    lines = ["| scenario | fault | pipelines | final states | steps run twice | steps never run | steps/s "
-             "| p50 / p99 latency | held |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | fault | pipelines | final states | steps run twice | rerun after a kill "
+             "| steps never run | steps/s | p50 / p99 latency | held |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         o = row.outcome
         states = ", ".join(f"{n} {s}" for s, n in sorted(o.statuses.items()))
         lines.append(f"| {row.scenario} | {o.fault} | {row.pipelines} | {states} | {len(o.ran_twice)} "
-                     f"| {len(o.never_ran)} | {o.steps_per_second:.1f} "
+                     f"| {o.rerun_after_a_kill} | {len(o.never_ran)} | {o.steps_per_second:.1f} "
                      f"| {percentile(o.latencies, 0.5):.2f} s / {percentile(o.latencies, 0.99):.2f} s "
                      f"| {verdict(o)} |")
     errors = {e: n for row in rows for e, n in row.outcome.errors.items()}

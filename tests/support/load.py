@@ -132,14 +132,15 @@ def submit_concurrently(post: Poster, bodies: list[dict], clients: int = 8) -> S
     return result
 
 
-def recorded_runs(call_log: Path) -> Counter[str]:
-    """How many times the demo worker ran each tagged step."""
+def recorded_runs(call_log: Path, *, excluding_pids: frozenset[int] = frozenset()) -> Counter[str]:
+    """How many times the demo workers ran each tagged step, leaving out the given processes."""
     if not call_log.exists():
         return Counter()
     runs: Counter[str] = Counter()
     for line in call_log.read_text().splitlines():
-        tag = json.loads(line).get("context", {}).get("tag")
-        if tag:
+        call = json.loads(line)
+        tag = call.get("context", {}).get("tag")
+        if tag and call.get("pid") not in excluding_pids:
             runs[tag] += 1
     return runs
 
@@ -166,7 +167,11 @@ class Outcome:
     statuses: Counter[str]
     errors: Counter[str]
     attempts_over_one: int
+    #: every run the demo workers noted
     runs: Counter[str]
+    #: runs on workers that were not killed: a step a killed worker had started (or even finished
+    #: without getting its reply out) is run again elsewhere, by design; none may run twice here
+    survivor_runs: Counter[str]
     fault: str
     seconds: float
     latencies: list[float]
@@ -183,7 +188,12 @@ class Outcome:
 
     @property
     def ran_twice(self) -> dict[str, int]:
-        return {tag: n for tag, n in self.runs.items() if n > 1}
+        return {tag: n for tag, n in self.survivor_runs.items() if n > 1}
+
+    @property
+    def rerun_after_a_kill(self) -> int:
+        """Steps a killed worker had taken and a surviving one ran again."""
+        return sum(1 for tag in self.runs if self.runs[tag] > self.survivor_runs[tag] > 0)
 
     @property
     def never_ran(self) -> set[str]:
@@ -198,7 +208,8 @@ class Outcome:
         return (f"{self.run}: {self.pipelines} pipelines x {self.steps_per_pipeline} steps, "
                 f"fault: {self.fault}; final {dict(self.statuses)}, http {dict(self.submitted.statuses)}, "
                 f"errors {dict(self.errors)}, "
-                f"ran twice {len(self.ran_twice)}, never ran {len(self.never_ran)}, "
+                f"ran twice {len(self.ran_twice)}, rerun after a kill {self.rerun_after_a_kill}, "
+                f"never ran {len(self.never_ran)}, "
                 f"attempts>1 {self.attempts_over_one}, {self.steps_per_second:.1f} steps/s, "
                 f"p50 {percentile(self.latencies, 0.5):.2f} s, p99 {percentile(self.latencies, 0.99):.2f} s")
 
@@ -216,6 +227,7 @@ class Cluster:
         self.call_log = procs.workdir / "calls.jsonl"
         procs.env["DEMO_WORKER_LOG"] = str(self.call_log)
         self.workers = [procs.demo_worker(f"worker-{i + 1}", concurrency=concurrency) for i in range(workers)]
+        self.killed_workers: set[int] = set()
         self.daemon = self.start_daemon("daemon")
 
     def start_daemon(self, label: str) -> subprocess.Popen[bytes]:
@@ -266,7 +278,9 @@ def run_scenario(cluster: Cluster, post: Poster, *, run: str, pipelines: int, st
         run=run, pipelines=pipelines, steps_per_pipeline=steps, submitted=submitted,
         statuses=Counter(r["status"] for r in rows), errors=errors,
         attempts_over_one=Step.objects.filter(pipeline_id__in=submitted.ids, attempts__gt=1).count(),
-        runs=recorded_runs(cluster.call_log), fault=fault_note[0], seconds=seconds,
+        runs=recorded_runs(cluster.call_log),
+        survivor_runs=recorded_runs(cluster.call_log, excluding_pids=frozenset(cluster.killed_workers)),
+        fault=fault_note[0], seconds=seconds,
         latencies=[(r["finished_at"] - r["created_at"]).total_seconds() for r in rows if r["finished_at"]],
     )
 
@@ -279,6 +293,7 @@ def kill_a_worker(cluster: Cluster) -> str:
     victim = cluster.workers[0]
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    cluster.killed_workers.add(victim.pid)
     return f"kill -9 worker pid {victim.pid}"
 
 
