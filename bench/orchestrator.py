@@ -381,6 +381,8 @@ class Burst:
     prefect_seen: tuple[int, int] | None = None
     drops: int = 0
     daemon_cpu_s: float | None = None  # user + system CPU of the daemon over the burst
+    workers_cpu_s: float | None = None  # of all worker processes together
+    broker_cpu_s: float | None = None  # of RabbitMQ (shared with anything else using it)
 
     @property
     def steps_per_s(self) -> float:
@@ -391,6 +393,21 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """RabbitMQ's Erlang VM on this machine, if it runs here."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "beam.smp":
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def others_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {role: sum(cpu_seconds(pid) for pid in group) for role, group in pids.items()}
 
 
 def cpu_when_serving(pid: int, log: Path, timeout: float = 60) -> float:
@@ -419,15 +436,18 @@ def burst_window(tag: str) -> tuple[float, float]:
     return (span["last"] - span["first"]).total_seconds(), span["last"].timestamp()
 
 
-def throughput_phase(setup: Setup, run: int) -> Burst:
+def throughput_phase(setup: Setup, run: int, worker_pids: list[int]) -> Burst:
     """Queue N pipelines while the daemon is down, start it, and time the drain from the rows."""
     # unique across runs: a Prefect server outlives this run and is searched by name
     args, tag = setup.args, f"tp{run}x{setup.prefix.rsplit('-', 1)[-1]}"
     create_s = create_pipelines(tag, args.pipelines, args.steps)
+    pids = {"workers": worker_pids, "broker": [pid] if (pid := broker_pid()) else []}
     with running_daemon(setup, f"throughput{run}") as (daemon, log):
         cpu_start = cpu_when_serving(daemon.pid, log)
+        others_start = others_cpu(pids)
         wait_final(tag, args.pipelines, args.timeout, daemon)
         cpu = cpu_seconds(daemon.pid) - cpu_start
+        others = {role: used - others_start[role] for role, used in others_cpu(pids).items()}
         window, last = burst_window(tag)
         burst = Burst(args.pipelines, args.steps, create_s, window, check_recorded_once(tag, args.pipelines,
                                                                                          args.steps))
@@ -435,6 +455,7 @@ def throughput_phase(setup: Setup, run: int) -> Burst:
             burst.drain_s, burst.prefect_seen = prefect_drain(
                 prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
     burst.drops, burst.daemon_cpu_s = broker_drops(log), cpu
+    burst.workers_cpu_s, burst.broker_cpu_s = others["workers"], others["broker"] if pids["broker"] else None
     logger.info("burst %d: %.0f steps/s, %s, prefect drain %s", run, burst.steps_per_s, burst.check,
                 burst.drain_s)
     return burst
@@ -510,20 +531,26 @@ def latency_table(lat: Latency) -> str:
 
 def throughput_table(bursts: list[Burst], prefect: bool) -> str:
     lines = ["| run | pipelines x steps | create (not timed) | drain window | pipelines/s | steps/s "
-             "| daemon CPU per step | recorded | Prefect drain lag after burst | broker drops |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "| daemon CPU per step | workers CPU per step | broker CPU per step | recorded "
+             "| Prefect drain lag after burst | broker drops |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for run, b in enumerate(bursts, 1):
         lag = "-" if not prefect else (f"{b.drain_s:.1f} s" if b.drain_s is not None
                                        else f"not drained ({b.prefect_seen})")
         lines.append(f"| {run} | {b.pipelines} x {b.steps} | {b.create_s:.1f} s | {b.window_s:.2f} s "
                      f"| {b.pipelines / b.window_s:.1f} | {b.steps_per_s:.0f} "
-                     f"| {ms((b.daemon_cpu_s or 0) / (b.pipelines * b.steps))} | {b.check} | {lag} "
+                     f"| {per_step(b, b.daemon_cpu_s)} | {per_step(b, b.workers_cpu_s)} "
+                     f"| {per_step(b, b.broker_cpu_s)} | {b.check} | {lag} "
                      f"| {b.drops} |")
     rates = [b.steps_per_s for b in bursts]
     lags = [b.drain_s for b in bursts if b.drain_s is not None]
-    lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | | "
+    lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | | | | "
                  f"{f'{median(lags):.1f} s' if lags else '-'} | |")
     return "\n".join(lines)
+
+
+def per_step(burst: Burst, cpu_s: float | None) -> str:
+    return "-" if cpu_s is None else ms(cpu_s / (burst.pipelines * burst.steps))
 
 
 def memory_table(rows: list[Memory]) -> str:
@@ -616,7 +643,8 @@ def run(setup: Setup) -> str:
     workers = start_workers(setup)
     try:
         lat = latency_phase(setup, raw) if args.latency_runs else None
-        bursts = [throughput_phase(setup, run) for run in range(1, args.repeat + 1)]
+        worker_pids = [process.pid for _, process, _ in workers.children]
+        bursts = [throughput_phase(setup, run, worker_pids) for run in range(1, args.repeat + 1)]
         memory = [memory_phase(setup, int(n)) for n in args.memory.split(",") if n.strip()]
     finally:
         workers.stop_all()

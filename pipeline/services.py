@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipeline import handoff
+from pipeline import handoff, hot_sql
 from pipeline.exceptions import IdempotencyConflict, InvalidTransition
 from pipeline.models import Pipeline, PipelineEvent, Step
 from pipeline.validation import PipelineRequest
@@ -33,10 +33,8 @@ def record_event(
 ) -> None:
     """Append a line to the pipeline's log (served at /api/pipelines/{id}/logs/) and to the log."""
     pipeline_id = pipeline if isinstance(pipeline, int) else pipeline.pk
-    PipelineEvent.objects.create(
-        pipeline_id=pipeline_id, step=step, event=event, message=message, level=level, data=data,
-        created_at=at or timezone.now(),
-    )
+    hot_sql.insert_event(pipeline_id=pipeline_id, step_id=step.pk if step is not None else None,
+                         at=at or timezone.now(), level=level, event=event, message=message, data=data)
     log_level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level]
     logger.log(log_level, "pipeline %s: %s", pipeline_id, message,
                extra={"pipeline_id": pipeline_id, "event": event})

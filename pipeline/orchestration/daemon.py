@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pipeline import handoff
+from pipeline import handoff, hot_sql
 from pipeline.models import PipelineEvent, Step
 from pipeline.orchestration import records
 from pipeline.orchestration.mirror_process import MirrorProcess
@@ -255,11 +255,9 @@ class Daemon:
             while len(batch) < EVENT_BATCH and (more := _get_nowait(self._events)) is not None:
                 batch.append(more)
             try:
-                PipelineEvent.objects.bulk_create(
-                    PipelineEvent(pipeline_id=pipeline_id, step_id=step_id, event="picked_up",
-                                  message=message, created_at=at)
-                    for pipeline_id, step_id, message, at in batch
-                )
+                info = PipelineEvent.Level.INFO.value
+                hot_sql.insert_events([(pipeline_id, step_id, at, info, "picked_up", message)
+                                       for pipeline_id, step_id, message, at in batch])
             except Exception:
                 logger.exception("could not store %d pick-up event(s)", len(batch))
             for pipeline_id, _, message, _ in batch:

@@ -10,10 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pipeline import hot_sql
 from pipeline.models import Pipeline, Step
 from pipeline.services import record_event
 
@@ -32,9 +31,7 @@ def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float) -> Claim:
     """
     now = timezone.now()
     until = now + timedelta(seconds=lease)
-    queued = Pipeline.objects.filter(pk=pipeline_id, status=Pipeline.Status.QUEUED, cancel_requested=False)
-    if queued.update(status=Pipeline.Status.RUNNING, claimed_by=daemon, lease_expires_at=until,
-                     started_at=Coalesce(F("started_at"), now)):
+    if hot_sql.claim_queued(pipeline_id, daemon=daemon, until=until, now=now):
         record_event(pipeline_id, "claimed", f"picked up by daemon {daemon!r}")
         return Claim.RUN
     pipeline = (Pipeline.objects.filter(pk=pipeline_id)
@@ -82,11 +79,8 @@ def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> bool:
     """
     now = timezone.now()
     with transaction.atomic():
-        started = Step.objects.filter(pk=step.pk, pipeline__cancel_requested=False).update(
-            attempts=attempt, status=Step.Status.RUNNING, call_id=call_id,
-            started_at=step.started_at or now, finished_at=None,
-        )
-        if not started:
+        started_at = step.started_at or now
+        if not hot_sql.start_attempt(step, attempt=attempt, call_id=call_id, started_at=started_at):
             return False
         record_event(step.pipeline_id, "published", f"step {step.order_no} {step.name!r} attempt {attempt} "
                      f"published to queue {step.queue!r}", step=step, at=now)
@@ -100,9 +94,7 @@ def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], worker_la
     step.status, step.output, step.worker, step.error = Step.Status.SUCCEEDED, output, worker, None
     step.finished_at = timezone.now()
     with transaction.atomic():
-        Step.objects.filter(pk=step.pk).update(
-            status=step.status, output=output, worker=worker, error=None, finished_at=step.finished_at
-        )
+        hot_sql.step_succeeded(step, output=output, worker=worker, finished_at=step.finished_at)
         record_event(step.pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
                      f"on {worker_label} (attempt {step.attempts})", step=step, at=step.finished_at)
 
@@ -120,12 +112,10 @@ def step_attempt_failed(
 
 
 def pipeline_succeeded(pipeline_id: int, *, output: Any) -> None:
+    now = timezone.now()
     with transaction.atomic():
-        Pipeline.objects.filter(pk=pipeline_id).update(
-            status=Pipeline.Status.SUCCEEDED, output=output, error=None, finished_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        record_event(pipeline_id, "finished", "succeeded")
+        hot_sql.pipeline_succeeded(pipeline_id, output=output, finished_at=now)
+        record_event(pipeline_id, "finished", "succeeded", at=now)
 
 
 def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> None:

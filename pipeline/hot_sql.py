@@ -1,0 +1,132 @@
+"""The statements the daemon runs for every step, as fixed SQL.
+
+Through the ORM, building, cloning and compiling these few UPDATEs and INSERTs took about half of
+the daemon's CPU per step (docs/bench-orchestrator.md, "Where the daemon's CPU goes"), far more
+than the database spends running them. Here each statement is written once, with table and column
+names from the models' metadata quoted by the backend, and every value is adapted by its model
+field (datetimes, JSON), so SQLite and PostgreSQL store exactly what the ORM would.
+
+Reads and rare transitions stay in the ORM; only what runs per step or per pipeline is here.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+from pipeline.models import Pipeline, PipelineEvent, Step
+
+
+def _prep(model: type[Model], name: str, value: Any) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+@functools.cache
+def _names(vendor: str) -> dict[str, str]:
+    """Quoted table and column names, for ``str.format`` in the statements below."""
+    del vendor  # the cache key: quoting is the backend's
+    q = connection.ops.quote_name
+    names = {key: q(model._meta.db_table) for key, model in
+             (("pipeline_table", Pipeline), ("step_table", Step), ("event_table", PipelineEvent))}
+    for model in (Pipeline, Step, PipelineEvent):
+        for f in model._meta.concrete_fields:
+            names.setdefault(f.column, q(f.column))
+    return names
+
+
+def _sql(template: str) -> str:
+    return _format(connection.vendor, template)
+
+
+@functools.cache
+def _format(vendor: str, template: str) -> str:
+    return template.format(**_names(vendor))
+
+
+def execute(template: str, params: list[Any]) -> int:
+    """Run one statement; the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(template), params)
+        return cursor.rowcount
+
+
+_INSERT_EVENT = (
+    "INSERT INTO {event_table} ({pipeline_id}, {step_id}, {created_at}, {level}, {event}, {message}, {data}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def insert_event(*, pipeline_id: int, step_id: int | None, at: datetime, level: str, event: str,
+                 message: str, data: dict[str, Any] | None) -> None:
+    execute(_INSERT_EVENT, [pipeline_id, step_id, _prep(PipelineEvent, "created_at", at), level, event,
+                            message, _prep(PipelineEvent, "data", data)])
+
+
+def insert_events(rows: list[tuple[int, int | None, datetime, str, str, str]]) -> None:
+    """Many ``(pipeline_id, step_id, at, level, event, message)`` lines in one executemany."""
+    with connection.cursor() as cursor:
+        cursor.executemany(_sql(_INSERT_EVENT), [
+            [pipeline_id, step_id, _prep(PipelineEvent, "created_at", at), level, event, message, None]
+            for pipeline_id, step_id, at, level, event, message in rows
+        ])
+
+
+_CLAIM_QUEUED = (
+    "UPDATE {pipeline_table} SET {status} = %s, {claimed_by} = %s, {lease_expires_at} = %s, "
+    "{started_at} = COALESCE({started_at}, %s) "
+    "WHERE {id} = %s AND {status} = %s AND NOT {cancel_requested}"
+)
+
+
+def claim_queued(pipeline_id: int, *, daemon: str, until: datetime, now: datetime) -> bool:
+    return bool(execute(_CLAIM_QUEUED, [
+        Pipeline.Status.RUNNING.value, daemon, _prep(Pipeline, "lease_expires_at", until),
+        _prep(Pipeline, "started_at", now), pipeline_id, Pipeline.Status.QUEUED.value,
+    ]))
+
+
+# The cancel check is a sub-select on the pipeline's primary key, not a join.
+_START_ATTEMPT = (
+    "UPDATE {step_table} SET {attempts} = %s, {status} = %s, {call_id} = %s, {started_at} = %s, "
+    "{finished_at} = NULL "
+    "WHERE {id} = %s AND {pipeline_id} IN "
+    "(SELECT {id} FROM {pipeline_table} WHERE {id} = %s AND NOT {cancel_requested})"
+)
+
+
+def start_attempt(step: Step, *, attempt: int, call_id: str, started_at: datetime) -> bool:
+    """False if the step's pipeline has a cancel request (nothing is changed then)."""
+    return bool(execute(_START_ATTEMPT, [
+        attempt, Step.Status.RUNNING.value, call_id, _prep(Step, "started_at", started_at), step.pk,
+        step.pipeline_id,
+    ]))
+
+
+_STEP_SUCCEEDED = (
+    "UPDATE {step_table} SET {status} = %s, {output} = %s, {worker} = %s, {error} = NULL, {finished_at} = %s "
+    "WHERE {id} = %s"
+)
+
+
+def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], finished_at: datetime) -> None:
+    execute(_STEP_SUCCEEDED, [
+        Step.Status.SUCCEEDED.value, _prep(Step, "output", output), _prep(Step, "worker", worker),
+        _prep(Step, "finished_at", finished_at), step.pk,
+    ])
+
+
+_PIPELINE_SUCCEEDED = (
+    "UPDATE {pipeline_table} SET {status} = %s, {output} = %s, {error} = NULL, {finished_at} = %s, "
+    "{lease_expires_at} = NULL WHERE {id} = %s"
+)
+
+
+def pipeline_succeeded(pipeline_id: int, *, output: Any, finished_at: datetime) -> None:
+    execute(_PIPELINE_SUCCEEDED, [
+        Pipeline.Status.SUCCEEDED.value, _prep(Pipeline, "output", output),
+        _prep(Pipeline, "finished_at", finished_at), pipeline_id,
+    ])
