@@ -6,7 +6,8 @@ than the database spends running them. Here each statement is written once, with
 names from the models' metadata quoted by the backend, and every value is adapted by its model
 field (datetimes, JSON), so SQLite and PostgreSQL store exactly what the ORM would.
 
-Reads and rare transitions stay in the ORM; only what runs per step or per pipeline is here.
+Rare transitions and the API's reads stay in the ORM; only what runs per step or per pipeline
+is here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from django.db.models import Model
 
 from pipeline.models import Pipeline, PipelineEvent, Step
 
+_TABLE_KEYS: dict[type[Model], str] = {Pipeline: "pipeline_table", Step: "step_table",
+                                       PipelineEvent: "event_table"}
+
 
 def _prep(model: type[Model], name: str, value: Any) -> Any:
     return model._meta.get_field(name).get_db_prep_save(value, connection)
@@ -30,8 +34,7 @@ def _names(vendor: str) -> dict[str, str]:
     """Quoted table and column names, for ``str.format`` in the statements below."""
     del vendor  # the cache key: quoting is the backend's
     q = connection.ops.quote_name
-    names = {key: q(model._meta.db_table) for key, model in
-             (("pipeline_table", Pipeline), ("step_table", Step), ("event_table", PipelineEvent))}
+    names = {key: q(model._meta.db_table) for model, key in _TABLE_KEYS.items()}
     for model in (Pipeline, Step, PipelineEvent):
         for f in model._meta.concrete_fields:
             names.setdefault(f.column, q(f.column))
@@ -45,6 +48,42 @@ def _sql(template: str) -> str:
 @functools.cache
 def _format(vendor: str, template: str) -> str:
     return template.format(**_names(vendor))
+
+
+@functools.cache
+def _converters(vendor: str, model: type[Model]) -> list[tuple[int, list[Any], Any]]:
+    """What the ORM would apply to each column of ``model`` read from this backend."""
+    del vendor
+    converters = []
+    for index, f in enumerate(model._meta.concrete_fields):
+        col = f.get_col(model._meta.db_table)
+        found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if found:
+            converters.append((index, found, col))
+    return converters
+
+
+@functools.cache
+def _select_sql(vendor: str, model: type[Model], where: str, order_by: str) -> str:
+    columns = ", ".join(f"{{{f.column}}}" for f in model._meta.concrete_fields)
+    sql = f"SELECT {columns} FROM {{{_TABLE_KEYS[model]}}} WHERE {where}"
+    return _format(vendor, f"{sql} ORDER BY {order_by}" if order_by else sql)
+
+
+def select(model: type[Model], where: str, params: list[Any], *, order_by: str = "") -> list[Any]:
+    """Model instances of the rows matching ``where``, with every field, as the ORM would build them."""
+    with connection.cursor() as cursor:
+        cursor.execute(_select_sql(connection.vendor, model, where, order_by), params)
+        rows = cursor.fetchall()
+    converters = _converters(connection.vendor, model)
+    instances = []
+    for row in rows:
+        values = list(row)
+        for index, found, col in converters:
+            for convert in found:
+                values[index] = convert(values[index], col, connection)
+        instances.append(model.from_db(connection.alias, None, values))
+    return instances
 
 
 def execute(template: str, params: list[Any]) -> int:
@@ -130,3 +169,14 @@ def pipeline_succeeded(pipeline_id: int, *, output: Any, finished_at: datetime) 
         Pipeline.Status.SUCCEEDED.value, _prep(Pipeline, "output", output),
         _prep(Pipeline, "finished_at", finished_at), pipeline_id,
     ])
+
+
+def pipeline(pipeline_id: int) -> Pipeline:
+    found = select(Pipeline, "{id} = %s", [pipeline_id])
+    if not found:
+        raise Pipeline.DoesNotExist(f"pipeline #{pipeline_id} does not exist")
+    return found[0]
+
+
+def steps_in_order(pipeline_id: int) -> list[Step]:
+    return select(Step, "{pipeline_id} = %s", [pipeline_id], order_by="{order_no}")

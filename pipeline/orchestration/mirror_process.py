@@ -60,6 +60,10 @@ def _serve(updates: Any, threads: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A temporary Prefect server's usage reporting only contends for its SQLite file.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # On a busy machine the temporary server's first start (its database migrations) can exceed
+    # Prefect's 20 s default; a start that times out is retried with a new server while the old
+    # one keeps running, orphaned once this process exits.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     import django
 
     django.setup()

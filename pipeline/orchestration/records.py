@@ -67,8 +67,6 @@ def lease_release(pipeline_id: int, *, daemon: str) -> None:
     )
 
 
-def steps_in_order(pipeline_id: int) -> list[Step]:
-    return list(Step.objects.filter(pipeline_id=pipeline_id).order_by("order_no"))
 
 
 def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> bool:

@@ -17,7 +17,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.models import Pipeline, Step
+from pipeline import hot_sql
+from pipeline.models import Step
 from pipeline.orchestration import records
 from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
@@ -59,12 +60,12 @@ class RunContext:
 
 def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
     """Run the pipeline's unfinished steps; return whether it reached a final state."""
-    pipeline = Pipeline.objects.get(pk=pipeline_id)
+    pipeline = hot_sql.pipeline(pipeline_id)
     flow_name = f"pipeline-{pipeline.pk}-{pipeline.name}"
     ctx.recorder.pipeline_state(pipeline.pk, name=flow_name, state="running",
                                 flow_run_id=pipeline.prefect_flow_run_id or None)
     data: Any = pipeline.data_url or None
-    for step in records.steps_in_order(pipeline_id):
+    for step in hot_sql.steps_in_order(pipeline_id):
         if step.status == Step.Status.SUCCEEDED:
             data = step.output
             continue
