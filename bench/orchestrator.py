@@ -62,6 +62,8 @@ class Setup:
     pg_admin_url: str | None = None  # set when this run created a PostgreSQL database
     pg_name: str | None = None
     journal: str = ""  # SQLite's journal mode, read back after migrating
+    #: the throughput phase's daemons after the first, with their logs (``--daemons``)
+    extra_daemons: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
     #: the machine is shared: the load others put on it is part of every number
     load_start: float = field(default_factory=lambda: os.getloadavg()[0])
 
@@ -153,17 +155,33 @@ def start_workers(setup: Setup) -> Any:
     return workers
 
 
+def daemon_names(count: int) -> list[str]:
+    return [DAEMON_NAME] if count == 1 else [f"{DAEMON_NAME}{k}" for k in range(1, count + 1)]
+
+
 @contextmanager
-def running_daemon(setup: Setup, phase: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """The daemon for one phase, stopped (SIGTERM, then waited for) when the phase ends."""
+def running_daemon(
+    setup: Setup, phase: str, count: int = 1
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The daemon for one phase, stopped (SIGTERM, then waited for) when the phase ends.
+
+    With ``count`` > 1, that many daemons share the pool size (each ``--concurrency / count``) and
+    the first is the one yielded; the others' CPU is read through ``extra_daemons``.
+    """
     from tests.support.processes import Processes
 
     (setup.workdir / phase).mkdir(parents=True, exist_ok=True)
     procs = Processes(setup.workdir / phase)
-    extra = [f"concurrency={setup.args.concurrency}", f"name={DAEMON_NAME}"]
-    if setup.args.prefect == "off":
-        extra.append("no-prefect")
-    process = procs.daemon(*extra, **child_env(setup))
+    started = []
+    for index, name in enumerate(daemon_names(count)):
+        extra = [f"concurrency={max(1, setup.args.concurrency // count)}", f"name={name}"]
+        if setup.args.prefect == "off":
+            extra.append("no-prefect")
+        label = "daemon" if index == 0 else f"daemon{index + 1}"
+        started.append(procs.daemon(*extra, label=label, **child_env(setup)))
+    process = started[0]
+    setup.extra_daemons = [(p, setup.workdir / phase / f"daemon{i}.log")
+                           for i, p in enumerate(started[1:], 2)]
     profiler = start_profiler(setup, phase, process.pid)
     try:
         yield process, setup.workdir / phase / "daemon.log"
@@ -442,11 +460,12 @@ def throughput_phase(setup: Setup, run: int, worker_pids: list[int]) -> Burst:
     args, tag = setup.args, f"tp{run}x{setup.prefix.rsplit('-', 1)[-1]}"
     create_s = create_pipelines(tag, args.pipelines, args.steps)
     pids = {"workers": worker_pids, "broker": [pid] if (pid := broker_pid()) else []}
-    with running_daemon(setup, f"throughput{run}") as (daemon, log):
-        cpu_start = cpu_when_serving(daemon.pid, log)
+    with running_daemon(setup, f"throughput{run}", args.daemons) as (daemon, log):
+        daemons = [(daemon, log), *setup.extra_daemons]
+        cpu_start = sum(cpu_when_serving(process.pid, path) for process, path in daemons)
         others_start = others_cpu(pids)
         wait_final(tag, args.pipelines, args.timeout, daemon)
-        cpu = cpu_seconds(daemon.pid) - cpu_start
+        cpu = sum(cpu_seconds(process.pid) for process, _ in daemons) - cpu_start
         others = {role: used - others_start[role] for role, used in others_cpu(pids).items()}
         window, last = burst_window(tag)
         burst = Burst(args.pipelines, args.steps, create_s, window, check_recorded_once(tag, args.pipelines,
@@ -454,7 +473,7 @@ def throughput_phase(setup: Setup, run: int, worker_pids: list[int]) -> Burst:
         if args.prefect != "off":
             burst.drain_s, burst.prefect_seen = prefect_drain(
                 prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
-    burst.drops, burst.daemon_cpu_s = broker_drops(log), cpu
+    burst.drops, burst.daemon_cpu_s = sum(broker_drops(path) for _, path in daemons), cpu
     burst.workers_cpu_s, burst.broker_cpu_s = others["workers"], others["broker"] if pids["broker"] else None
     logger.info("burst %d: %.0f steps/s, %s, prefect drain %s", run, burst.steps_per_s, burst.check,
                 burst.drain_s)
@@ -502,7 +521,8 @@ def describe(setup: Setup) -> str:
     database = f"SQLite ({setup.journal} journal)" if args.database == "sqlite" else "PostgreSQL"
     prefect = {"off": "off", "ephemeral": "on, ephemeral (no PREFECT_API_URL)",
                "server": "on, `prefect server` at PREFECT_API_URL"}[args.prefect]
-    return (f"database {database}; Prefect mirror {prefect}; daemon concurrency {args.concurrency}; "
+    return (f"database {database}; Prefect mirror {prefect}; daemon concurrency {args.concurrency}"
+            f"{f' over {args.daemons} daemons in the throughput phase' if args.daemons > 1 else ''}; "
             f"{args.workers} worker processes x concurrency {args.worker_concurrency}; "
             f"{args.steps} noop steps per pipeline")
 
@@ -585,6 +605,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pipelines", type=int, default=300, help="pipelines per throughput burst")
     parser.add_argument("--steps", type=int, default=5, help="noop steps per pipeline")
     parser.add_argument("--concurrency", type=int, default=50, help="daemon pool size (pipelines at once)")
+    parser.add_argument("--daemons", type=int, default=1,
+                        help="daemon processes in the throughput phase, sharing --concurrency")
     parser.add_argument("--workers", type=int, default=2, help="demo worker processes")
     parser.add_argument("--worker-concurrency", type=int, default=25, help="concurrency of each worker")
     parser.add_argument("--database", default="sqlite",
@@ -631,7 +653,8 @@ def cleanup_broker(setup: Setup) -> None:
     _support.delete_amqp(
         setup.args.broker_url,
         # the demo worker declares a queue for each of its steps, not only noop's
-        queues=[p.pipelines_queue(prefix), p.dead_letter_queue(prefix), p.reply_queue(prefix, DAEMON_NAME),
+        queues=[p.pipelines_queue(prefix), p.dead_letter_queue(prefix),
+                *(p.reply_queue(prefix, name) for name in {DAEMON_NAME, *daemon_names(setup.args.daemons)}),
                 *(p.step_queue(prefix, spec.queue) for spec in STEPS)],
         exchanges=[p.steps_exchange(prefix), p.dead_letter_exchange(prefix)],
     )

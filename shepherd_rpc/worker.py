@@ -26,7 +26,7 @@ import pika
 
 from . import __version__, amqp, artifacts, protocol
 from .errors import ConfigurationError, DecodeError
-from .settings import load_settings
+from .settings import env_str, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -421,6 +421,7 @@ def _parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("--broker-url", help="AMQP URL (default: $SHEPHERD_BROKER_URL)")
     parser.add_argument("--prefix", help="AMQP name prefix (default: $SHEPHERD_AMQP_PREFIX)")
     parser.add_argument("--concurrency", type=int, help="handlers run at once (default 1)")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        type=str.upper)
+    parser.add_argument("--log-level", default=env_str("SHEPHERD_LOG_LEVEL", "INFO").upper(),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                        help="default: $SHEPHERD_LOG_LEVEL, else INFO")
     return parser
