@@ -23,6 +23,7 @@ import pika
 import pika.exceptions
 
 from . import amqp, protocol
+from .confirms import ConfirmingPublisher
 from .errors import BrokerUnavailable, DecodeError, NoWorker, RpcError, StepFailed, StepTimeout
 from .settings import load_settings
 
@@ -62,6 +63,7 @@ class _Call:
     wait_deadline: float  # monotonic
     final_deadline: float  # monotonic
     confirmed: bool = False
+    message_id: str = ""  # of the copy last published
     claimed: bool = False
     lease_id: str | None = None
     lease_heard: float = 0.0
@@ -119,7 +121,7 @@ class RpcClient:
         self._probes: list[_Probe] = []
         self._declared: set[str] = set()
         self._conn: Any = None
-        self._pub: Any = None
+        self._publisher: ConfirmingPublisher | None = None
         self._io: Any = None
         self._probe_ch: Any = None
         self._ready = False
@@ -279,9 +281,8 @@ class RpcClient:
 
     def _connect(self) -> None:
         self._conn = pika.BlockingConnection(amqp.connection_parameters(self.url, heartbeat=self._heartbeat))
-        self._pub = self._conn.channel()
-        self._pub.confirm_delivery()
-        amqp.declare_topology(self._pub, self.prefix)
+        self._publisher = ConfirmingPublisher(self._conn, self._on_confirm)
+        amqp.declare_topology(self._publisher.channel, self.prefix)
         self._declared = set()
         self._io = self._conn.channel()
         amqp.declare_reply_queue(self._io, self.prefix, self.name, quorum=self._quorum)
@@ -310,6 +311,9 @@ class RpcClient:
 
     def _pump(self) -> None:
         while not self._closing.is_set():
+            if not self._publisher.is_open:
+                # closed by the broker between publishes: what it had not confirmed is published again
+                raise pika.exceptions.AMQPChannelError("the publishing channel was closed by the broker")
             self._drain_commands()
             self._check_deadlines()
             self._conn.process_data_events(time_limit=self._next_wake())
@@ -359,33 +363,44 @@ class RpcClient:
     # -- publishing ------------------------------------------------------------------
 
     def _publish(self, call: _Call) -> None:
-        """Publish one copy of the request and wait for its confirm (raises on connection loss)."""
-        assert call.body is not None
+        """Publish one copy of the request; its confirm comes later to ``_on_confirm``."""
+        assert call.body is not None and self._publisher is not None
         remaining_ms = max(1, int((call.deadline_wall - time.time()) * 1000))
-        message_id = str(uuid.uuid4())
+        call.message_id = str(uuid.uuid4())
         props = pika.BasicProperties(
-            correlation_id=call.call_id, reply_to=self._reply_queue, message_id=message_id,
+            correlation_id=call.call_id, reply_to=self._reply_queue, message_id=call.message_id,
             expiration=str(remaining_ms), delivery_mode=pika.DeliveryMode.Persistent,
             content_type="application/json",
         )
         try:
             if call.queue not in self._declared:
-                amqp.declare_step_queue(self._pub, self.prefix, call.queue, quorum=self._quorum)
+                amqp.declare_step_queue(self._publisher.channel, self.prefix, call.queue, quorum=self._quorum)
                 self._declared.add(call.queue)
-            self._pub.basic_publish(protocol.steps_exchange(self.prefix), call.queue, call.body, props)
         except pika.exceptions.ChannelClosedByBroker as e:
-            self._pub = self._conn.channel()
-            self._pub.confirm_delivery()
+            # The channel is gone with whatever it had not confirmed: those go out again on a new one.
+            lost = self._publisher.unconfirmed()
+            self._publisher = ConfirmingPublisher(self._conn, self._on_confirm)
             self._end(call, BrokerUnavailable(
                 f"the broker refused the request for step queue {call.queue!r}: {e}; if the queue exists "
                 "with other arguments, check SHEPHERD_QUORUM_QUEUES matches the workers'"))
+            for other in lost:
+                if other.call_id in self._calls and other is not call:
+                    self._publish(other)
             return
-        except (pika.exceptions.NackError, pika.exceptions.UnroutableError) as e:
-            raise pika.exceptions.AMQPConnectionError(f"publish of call {call.call_id} not confirmed") from e
+        self._publisher.publish(protocol.steps_exchange(self.prefix), call.queue, call.body, props, call)
+
+    def _on_confirm(self, call: _Call, acked: bool) -> None:
+        if self._calls.get(call.call_id) is not call:
+            return  # ended meanwhile (deadline, or a reply came first)
+        if not acked:
+            logger.warning("the broker did not take call %s (nack); publishing it again", call.call_id,
+                           extra=call.extra)
+            self._publish(call)
+            return
         call.confirmed = True
         logger.debug("published call %s to %s", call.call_id, call.queue, extra=call.extra)
         self._emit(call, "published",
-                   {"call_id": call.call_id, "queue": call.queue, "message_id": message_id})
+                   {"call_id": call.call_id, "queue": call.queue, "message_id": call.message_id})
 
     def _answer(self, claim: protocol.Claim, kind: protocol.AnswerType, reason: str = "") -> None:
         body = protocol.encode(protocol.Answer(kind, claim.call_id, claim.lease_id, reason))
