@@ -401,6 +401,7 @@ class Burst:
     daemon_cpu_s: float | None = None  # user + system CPU of the daemon over the burst
     workers_cpu_s: float | None = None  # of all worker processes together
     broker_cpu_s: float | None = None  # of RabbitMQ (shared with anything else using it)
+    segments: dict[str, list[float]] = field(default_factory=dict)  # see step_segments
 
     @property
     def steps_per_s(self) -> float:
@@ -470,6 +471,7 @@ def throughput_phase(setup: Setup, run: int, worker_pids: list[int]) -> Burst:
         window, last = burst_window(tag)
         burst = Burst(args.pipelines, args.steps, create_s, window, check_recorded_once(tag, args.pipelines,
                                                                                          args.steps))
+        burst.segments = step_segments(tag)
         if args.prefect != "off":
             burst.drain_s, burst.prefect_seen = prefect_drain(
                 prefect_url(setup, log), tag, args.pipelines, args.steps, last, args.drain_timeout)
@@ -566,6 +568,12 @@ def throughput_table(bursts: list[Burst], prefect: bool) -> str:
     lags = [b.drain_s for b in bursts if b.drain_s is not None]
     lines.append(f"| median | | | | | {median(rates):.0f} (min {min(rates):.0f}) | | | | | "
                  f"{f'{median(lags):.1f} s' if lags else '-'} | |")
+    lines += ["", "Where a step's time goes under load (p50 / p99 of each segment, as in the latency table):",
+              "", f"| run | {' | '.join(SEGMENTS)} |", f"|---|{'---:|' * len(SEGMENTS)}"]
+    for run, b in enumerate(bursts, 1):
+        cells = [f"{ms(median(b.segments[name]))} / {ms(percentile(b.segments[name], .99))}"
+                 if b.segments.get(name) else "-" for name in SEGMENTS]
+        lines.append(f"| {run} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

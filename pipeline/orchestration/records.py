@@ -31,8 +31,11 @@ def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float) -> Claim:
     """
     now = timezone.now()
     until = now + timedelta(seconds=lease)
-    if hot_sql.claim_queued(pipeline_id, daemon=daemon, until=until, now=now):
-        record_event(pipeline_id, "claimed", f"picked up by daemon {daemon!r}")
+    with transaction.atomic():
+        claimed = hot_sql.claim_queued(pipeline_id, daemon=daemon, until=until, now=now)
+        if claimed:
+            record_event(pipeline_id, "claimed", f"picked up by daemon {daemon!r}", at=now)
+    if claimed:
         return Claim.RUN
     pipeline = (Pipeline.objects.filter(pk=pipeline_id)
                 .values("status", "claimed_by", "lease_expires_at").first())
