@@ -105,15 +105,6 @@ def insert_event(*, pipeline_id: int, step_id: int | None, at: datetime, level: 
                             message, _prep(PipelineEvent, "data", data)])
 
 
-def insert_events(rows: list[tuple[int, int | None, datetime, str, str, str]]) -> None:
-    """Many ``(pipeline_id, step_id, at, level, event, message)`` lines in one executemany."""
-    with connection.cursor() as cursor:
-        cursor.executemany(_sql(_INSERT_EVENT), [
-            [pipeline_id, step_id, _prep(PipelineEvent, "created_at", at), level, event, message, None]
-            for pipeline_id, step_id, at, level, event, message in rows
-        ])
-
-
 _CLAIM_QUEUED = (
     "UPDATE {pipeline_table} SET {status} = %s, {claimed_by} = %s, {lease_expires_at} = %s, "
     "{started_at} = COALESCE({started_at}, %s) "

@@ -390,13 +390,16 @@ class RpcClient:
         self._publisher.publish(protocol.steps_exchange(self.prefix), call.queue, call.body, props, call)
 
     def _on_confirm(self, call: _Call, acked: bool) -> None:
-        if self._calls.get(call.call_id) is not call:
-            return  # ended meanwhile (deadline, or a reply came first)
+        if self._calls.get(call.call_id) is not call or call.confirmed:
+            return  # ended meanwhile (deadline, reply), or a worker's claim already showed it arrived
         if not acked:
             logger.warning("the broker did not take call %s (nack); publishing it again", call.call_id,
                            extra=call.extra)
             self._publish(call)
             return
+        self._confirmed(call)
+
+    def _confirmed(self, call: _Call) -> None:
         call.confirmed = True
         logger.debug("published call %s to %s", call.call_id, call.queue, extra=call.extra)
         self._emit(call, "published",
@@ -456,6 +459,8 @@ class RpcClient:
             logger.info("refusing claim of %s by %s: the call is unknown or has ended",
                         claim.call_id, claim.worker.name)
             return self._answer(claim, "refuse", "call unknown or ended")
+        if not call.confirmed:
+            self._confirmed(call)  # a worker has it, so the broker had it; its confirm may still come
         now = time.monotonic()
         call.claimed = True
         live = call.lease_id is not None and now - call.lease_heard <= self.lease_timeout

@@ -3,19 +3,18 @@
 One thread consumes ``P.pipelines`` (prefetch = pool size, so memory stays flat however many
 pipelines wait) and hands each pipeline to a pool thread. A pipeline's message is acknowledged
 only once the pipeline is final; if the daemon stops, the message is requeued and the pipeline
-left resumable. A housekeeping thread renews the leases of the pipelines in flight and sweeps up
-pipelines whose hand-off never reached the broker or whose daemon died.
+left resumable. Every database write of the runs goes through one writer thread (writer.py). A
+housekeeping thread renews the leases of the pipelines in flight and sweeps up pipelines whose
+hand-off never reached the broker or whose daemon died.
 """
 
 from __future__ import annotations
 
 import logging
-import queue as queue_module
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pika
@@ -24,29 +23,19 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from pipeline import handoff, hot_sql
-from pipeline.models import PipelineEvent, Step
+from pipeline import handoff
+from pipeline.models import Step
 from pipeline.orchestration import records
 from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
 from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline
+from pipeline.orchestration.writer import Writer
 from pipeline.services import record_event
 from shepherd_rpc import DecodeError, RpcClient, amqp
 
 logger = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
-#: most pick-up events stored in one INSERT
-EVENT_BATCH = 200
-
-
-def _get_nowait(events: queue_module.SimpleQueue[Any]) -> Any:
-    try:
-        return events.get_nowait()
-    except queue_module.Empty:
-        return None
-
-
 @dataclass(frozen=True)
 class DaemonConfig:
     name: str
@@ -88,12 +77,12 @@ class Daemon:
         self.pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="pipeline")
         self.active: dict[int, tuple[int, int]] = {}  # pipeline id -> (channel generation, delivery tag)
         self._active_lock = threading.Lock()
-        self._events: queue_module.SimpleQueue[tuple[int, int, str, datetime] | None] = (
-            queue_module.SimpleQueue())
         self._connection: Any = None
         self._channel: Any = None
         self._generation = 0
-        self.ctx = RunContext(client=self.client, recorder=self.recorder, wait_limit=config.wait_limit,
+        self.writer = Writer()
+        self.ctx = RunContext(client=self.client, recorder=self.recorder, writer=self.writer,
+                              wait_limit=config.wait_limit,
                               backoff=config.backoff, stopping=self.stopping,
                               shutdown_grace=config.shutdown_grace, on_claimed=self._on_claimed)
 
@@ -112,12 +101,10 @@ class Daemon:
     def run(self) -> int:
         """Serve until stopped. Returns the process exit code."""
         self._resume_calls()
+        self.writer.start()
         self.client.start()
         self.recorder.start()
-        helpers = [threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True),
-                   threading.Thread(target=self._write_events, name="events", daemon=True)]
-        for thread in helpers:
-            thread.start()
+        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         logger.info("daemon %s serving %s with %d slots", self.config.name, handoff.pipelines_queue(),
                     self.config.concurrency)
         try:
@@ -125,9 +112,8 @@ class Daemon:
         finally:
             self.pool.shutdown(wait=True)
             self._close_connection()
-            self._events.put(None)
-            helpers[1].join(10)
             self.client.close()
+            self.writer.close()
             self.recorder.close()
             logger.info("daemon %s stopped", self.config.name)
         return 0
@@ -207,13 +193,14 @@ class Daemon:
         outcome = Outcome.FINAL
         close_old_connections()
         try:
-            claim = records.pipeline_claim(pipeline_id, daemon=self.config.name, lease=self.config.lease)
+            claim = self.writer.run(records.pipeline_claim, pipeline_id, daemon=self.config.name,
+                                    lease=self.config.lease)
             if claim is records.Claim.RUN:
                 outcome = run_pipeline(pipeline_id, self.ctx)
                 if outcome is Outcome.INTERRUPTED:
-                    records.lease_release(pipeline_id, daemon=self.config.name)
-                    record_event(pipeline_id, "interrupted", f"daemon {self.config.name!r} stopped; "
-                                 "the pipeline resumes from its first unfinished step", level="warning")
+                    self.writer.run(records.lease_release, pipeline_id, daemon=self.config.name,
+                                    note=f"daemon {self.config.name!r} stopped; the pipeline resumes from "
+                                    "its first unfinished step")
         except Exception:
             # A bug or a database outage: leave the pipeline resumable rather than lose it.
             logger.exception("pipeline %s: the run stopped on an unexpected error; it will be resumed",
@@ -246,23 +233,8 @@ class Daemon:
     def _on_claimed(self, pipeline_id: int, step: Step, worker: dict[str, Any]) -> None:
         label = f"{worker.get('name') or '?'} ({worker.get('host')}, pid {worker.get('pid')})"
         message = f"step {step.order_no} {step.name!r} picked up by worker {label}"
-        self._events.put((pipeline_id, step.pk, message, timezone.now()))
-
-    def _write_events(self) -> None:
-        """Store pick-up events as they come, many in one INSERT when they come fast."""
-        while (item := self._events.get()) is not None:
-            batch = [item]
-            while len(batch) < EVENT_BATCH and (more := _get_nowait(self._events)) is not None:
-                batch.append(more)
-            try:
-                info = PipelineEvent.Level.INFO.value
-                hot_sql.insert_events([(pipeline_id, step_id, at, info, "picked_up", message)
-                                       for pipeline_id, step_id, message, at in batch])
-            except Exception:
-                logger.exception("could not store %d pick-up event(s)", len(batch))
-            for pipeline_id, _, message, _ in batch:
-                logger.info("pipeline %s: %s", pipeline_id, message)
-        close_old_connections()
+        # The RPC thread must not wait for the database: nobody waits for this write.
+        self.writer.run_later(record_event, pipeline_id, "picked_up", message, step=step, at=timezone.now())
 
     def _housekeeping(self) -> None:
         """Renew leases often; sweep unpublished and orphaned pipelines now and then."""
@@ -272,7 +244,7 @@ class Daemon:
             try:
                 with self._active_lock:
                     ids = list(self.active)
-                records.leases_renew(ids, daemon=self.config.name, lease=self.config.lease)
+                self.writer.run(records.leases_renew, ids, daemon=self.config.name, lease=self.config.lease)
                 if since_sweep >= self.config.sweep_interval:
                     handoff.sweep_unpublished()
                     handoff.republish_lapsed()

@@ -1,6 +1,8 @@
 """The daemon's writes: claiming pipelines, leases, and the state of each step as it happens.
 
-Every transition is a conditional UPDATE, so two daemons (or one restarted) never both win.
+Every transition is a conditional UPDATE, so two daemons (or one restarted) never both win. Each
+function's statements belong in one transaction: the daemon runs them through its Writer, which
+supplies it (``atomic(savepoint=False)`` here only opens one when called outside a transaction).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def pipeline_claim(pipeline_id: int, *, daemon: str, lease: float) -> Claim:
     """
     now = timezone.now()
     until = now + timedelta(seconds=lease)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         claimed = hot_sql.claim_queued(pipeline_id, daemon=daemon, until=until, now=now)
         if claimed:
             record_event(pipeline_id, "claimed", f"picked up by daemon {daemon!r}", at=now)
@@ -63,11 +65,13 @@ def leases_renew(pipeline_ids: list[int], *, daemon: str, lease: float) -> None:
         )
 
 
-def lease_release(pipeline_id: int, *, daemon: str) -> None:
-    """Let any daemon resume this pipeline at once (this one is shutting down)."""
-    Pipeline.objects.filter(pk=pipeline_id, claimed_by=daemon, status=Pipeline.Status.RUNNING).update(
-        lease_expires_at=timezone.now()
-    )
+def lease_release(pipeline_id: int, *, daemon: str, note: str) -> None:
+    """Let any daemon resume this pipeline at once (this one is shutting down); ``note`` says why."""
+    with transaction.atomic(savepoint=False):
+        Pipeline.objects.filter(pk=pipeline_id, claimed_by=daemon, status=Pipeline.Status.RUNNING).update(
+            lease_expires_at=timezone.now()
+        )
+        record_event(pipeline_id, "interrupted", note, level="warning")
 
 
 
@@ -79,7 +83,7 @@ def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> bool:
     (so the cancel check costs no query of its own). False if the pipeline is to be cancelled.
     """
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         started_at = step.started_at or now
         if not hot_sql.start_attempt(step, attempt=attempt, call_id=call_id, started_at=started_at):
             return False
@@ -94,7 +98,7 @@ def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], worker_la
     """Store the step's output and who produced it, with its ``step_succeeded`` event, in one transaction."""
     step.status, step.output, step.worker, step.error = Step.Status.SUCCEEDED, output, worker, None
     step.finished_at = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         hot_sql.step_succeeded(step, output=output, worker=worker, finished_at=step.finished_at)
         record_event(step.pipeline_id, "step_succeeded", f"step {step.order_no} {step.name!r} succeeded "
                      f"on {worker_label} (attempt {step.attempts})", step=step, at=step.finished_at)
@@ -114,14 +118,14 @@ def step_attempt_failed(
 
 def pipeline_succeeded(pipeline_id: int, *, output: Any) -> None:
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         hot_sql.pipeline_succeeded(pipeline_id, output=output, finished_at=now)
         record_event(pipeline_id, "finished", "succeeded", at=now)
 
 
 def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> None:
     """Fail the pipeline with the step's error; the steps after it become ``skipped``."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         Step.objects.filter(pipeline_id=pipeline_id, order_no__gt=step.order_no,
                             status=Step.Status.PENDING).update(status=Step.Status.SKIPPED)
         Pipeline.objects.filter(pk=pipeline_id).update(
@@ -133,7 +137,7 @@ def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> N
 
 
 def pipeline_cancelled(pipeline_id: int) -> None:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         # A step between two attempts is "running" with nothing in flight: it is cancelled too.
         unfinished = [Step.Status.PENDING, Step.Status.RUNNING]
         Step.objects.filter(pipeline_id=pipeline_id, status__in=unfinished).update(

@@ -22,6 +22,7 @@ from pipeline.models import Step
 from pipeline.orchestration import records
 from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
+from pipeline.orchestration.writer import Writer
 from pipeline.services import record_event
 from shepherd_rpc import NoWorker, RpcClient, RpcError, StepFailed, StepResult, StepTimeout
 
@@ -47,6 +48,8 @@ class RunContext:
 
     client: RpcClient
     recorder: PrefectRecorder | MirrorProcess
+    #: every write of the runs goes through it (see writer.py)
+    writer: Writer
     wait_limit: float
     backoff: float
     stopping: threading.Event
@@ -75,7 +78,7 @@ def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
         if result is None:
             return Outcome.INTERRUPTED
         if result is CANCELLED:
-            records.pipeline_cancelled(pipeline_id)
+            ctx.writer.run(records.pipeline_cancelled, pipeline_id)
             ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="cancelled")
             return Outcome.FINAL
         ok, data = result
@@ -83,7 +86,7 @@ def run_pipeline(pipeline_id: int, ctx: RunContext) -> Outcome:
             ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="failed",
                                         message=f"step {step.name} failed")
             return Outcome.FINAL
-    records.pipeline_succeeded(pipeline_id, output=data)
+    ctx.writer.run(records.pipeline_succeeded, pipeline_id, output=data)
     ctx.recorder.pipeline_state(pipeline_id, name=flow_name, state="succeeded")
     return Outcome.FINAL
 
@@ -114,29 +117,29 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
             if resumed and isinstance(exc, NoWorker):
                 # The daemon died between recording the attempt and publishing it, or the request
                 # waited in the queue: publish the same attempt again. A copy taken later is refused.
-                record_event(pipeline_id, "republished", f"step {step.order_no} {step.name!r}: "
-                                     f"attempt {step.attempts} left in flight was not taken by a worker; "
-                                     "publishing it again", step=step, level="warning")
+                _event(ctx, pipeline_id, "republished", f"step {step.order_no} {step.name!r}: attempt "
+                       f"{step.attempts} left in flight was not taken by a worker; publishing it again",
+                       step=step, level="warning")
                 retake_attempt = True
                 continue
             final = step.attempts > step.retries
             error, worker = _describe_error(exc)
-            records.step_attempt_failed(step, error=error, worker=worker, final=final)
+            ctx.writer.run(records.step_attempt_failed, step, error=error, worker=worker, final=final)
             ctx.client.settle(step.call_id)
             if final:
-                records.pipeline_failed(pipeline_id, step=step, error=error)
+                ctx.writer.run(records.pipeline_failed, pipeline_id, step=step, error=error)
                 ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="failed",
                                         message=error["message"])
                 return False, None
             delay = min(MAX_BACKOFF, ctx.backoff * 2 ** (step.attempts - 1))
-            record_event(pipeline_id, "retrying", f"step {step.order_no} {step.name!r} attempt "
-                                 f"{step.attempts} failed ({error['type']}: {error['message']}); retrying "
-                                 f"in {delay:g} s", step=step, level="warning")
+            _event(ctx, pipeline_id, "retrying", f"step {step.order_no} {step.name!r} attempt "
+                   f"{step.attempts} failed ({error['type']}: {error['message']}); retrying in {delay:g} s",
+                   step=step, level="warning")
             if ctx.stopping.wait(delay):
                 return None
             continue
-        records.step_succeeded(step, output=result.output, worker=result.worker,
-                               worker_label=worker_label(result.worker))
+        ctx.writer.run(records.step_succeeded, step, output=result.output, worker=result.worker,
+                       worker_label=worker_label(result.worker))
         ctx.client.settle(result.call_id)
         ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="succeeded")
         return True, result.output
@@ -152,12 +155,12 @@ def _attach_or_publish(
     is to be cancelled instead.
     """
     if step.status == Step.Status.RUNNING and step.call_id in ctx.resumed:
-        record_event(pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
-                             f"attempt {step.attempts} left in flight", step=step)
+        _event(ctx, pipeline_id, "reattached", f"step {step.order_no} {step.name!r}: waiting for "
+               f"attempt {step.attempts} left in flight", step=step)
         return ctx.resumed.pop(step.call_id)
     attempt = step.attempts + 1 if new_attempt else step.attempts
     call_id = f"step-{step.pk}-{attempt}-{uuid.uuid4().hex[:8]}"
-    if not records.step_start_attempt(step, call_id=call_id, attempt=attempt):
+    if not ctx.writer.run(records.step_start_attempt, step, call_id=call_id, attempt=attempt):
         return None
 
     def on_event(kind: str, payload: dict[str, Any]) -> None:
@@ -169,6 +172,10 @@ def _attach_or_publish(
         call_id=call_id, attempt=step.attempts, pipeline_id=pipeline_id, step_id=step.pk, step=step.name,
         on_event=on_event,
     )
+
+
+def _event(ctx: RunContext, pipeline_id: int, event: str, message: str, **kwargs: Any) -> None:
+    ctx.writer.run(record_event, pipeline_id, event, message, **kwargs)
 
 
 class _Interrupted(Exception):
