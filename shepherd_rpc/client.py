@@ -407,7 +407,7 @@ class RpcClient:
 
     def _answer(self, claim: protocol.Claim, kind: protocol.AnswerType, reason: str = "") -> None:
         body = protocol.encode(protocol.Answer(kind, claim.call_id, claim.lease_id, reason))
-        self._io.basic_publish("", claim.control_queue, body,
+        amqp.nowait(self._io).basic_publish("", claim.control_queue, body,
                                pika.BasicProperties(correlation_id=claim.call_id))
 
     def _answer_probe(self, probe: _Probe) -> None:
@@ -445,12 +445,12 @@ class RpcClient:
             else:
                 logger.warning("dropping a %s message on the reply queue %s: only claim, progress and "
                                "reply belong there", type(message).__name__, self._reply_queue)
-        channel.basic_ack(method.delivery_tag)
+        amqp.nowait(channel).basic_ack(method.delivery_tag)
 
     def _ack_reply(self, call_id: str) -> None:
         channel, tag = self._unsettled.pop(call_id, (None, 0))
         if channel is not None and channel is self._io and channel.is_open:
-            channel.basic_ack(tag)
+            amqp.nowait(channel).basic_ack(tag)
         # else: that channel is gone and the broker requeued the reply; the next copy is dropped
 
     def _on_claim(self, claim: protocol.Claim) -> None:

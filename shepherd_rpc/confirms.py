@@ -20,6 +20,8 @@ import pika
 import pika.exceptions
 import pika.spec
 
+from . import amqp
+
 ConfirmHook = Callable[[Any, bool], None]
 
 
@@ -36,7 +38,8 @@ class ConfirmingPublisher:
         self._pending: dict[int, Any] = {}  # delivery tag -> token, in publish order
         self._published = 0
         selected: list[Any] = []
-        self.channel._impl.confirm_delivery(ack_nack_callback=self._on_ack_nack, callback=selected.append)
+        amqp.nowait(self.channel).confirm_delivery(ack_nack_callback=self._on_ack_nack,
+                                                   callback=selected.append)
         deadline = time.monotonic() + timeout
         while not selected:
             if time.monotonic() > deadline or not self.channel.is_open:
@@ -51,7 +54,7 @@ class ConfirmingPublisher:
                 token: Any) -> None:
         if not self.channel.is_open:
             raise pika.exceptions.ChannelWrongStateError("publisher channel is closed")
-        self.channel._impl.basic_publish(exchange, routing_key, body, properties)
+        amqp.nowait(self.channel).basic_publish(exchange, routing_key, body, properties)
         self._published += 1
         self._pending[self._published] = token
 
