@@ -25,6 +25,7 @@ from typing import Any
 import pika
 
 from . import __version__, amqp, artifacts, protocol
+from .confirms import ConfirmingPublisher
 from .errors import ConfigurationError, DecodeError
 from .settings import env_str, load_settings
 
@@ -48,7 +49,7 @@ class _Pickup:
     reply_to: str
     handler: Handler
     lease_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    state: str = "claiming"  # claiming -> running -> replying
+    state: str = "claiming"  # claiming -> running -> replying -> confirming (reply sent, confirm due)
     next_claim_at: float = 0.0
     next_progress_at: float = 0.0
     started: float = 0.0
@@ -98,6 +99,7 @@ class Worker:
         self._conn: Any = None
         self._ch: Any = None
         self._ctl: Any = None
+        self._replies: ConfirmingPublisher | None = None
         self._control_queue = ""
         self._consumer_tags: list[str] = []
         self._generation = 0
@@ -197,7 +199,7 @@ class Worker:
         self._conn = pika.BlockingConnection(params)
         self._generation += 1
         self._ch = self._conn.channel()
-        self._ch.confirm_delivery()
+        self._replies = ConfirmingPublisher(self._conn, self._on_reply_confirmed)
         amqp.declare_topology(self._ch, self.prefix)
         for q in self.queues:
             amqp.declare_step_queue(self._ch, self.prefix, q, quorum=self.quorum_queues)
@@ -229,6 +231,8 @@ class Worker:
         while True:
             if self._cancelled_by_broker and not self._stopping.is_set():
                 raise pika.exceptions.AMQPConnectionError("a consumer was cancelled by the broker")
+            if not self._replies.is_open:
+                raise pika.exceptions.AMQPChannelError("the reply channel was closed by the broker")
             self._drain_done()
             self._run_timers()
             if self._stopping.is_set():
@@ -264,6 +268,9 @@ class Worker:
         void = [p for p in self._pickups.values() if p.state == "claiming"]
         for p in void:  # their deliveries went back to the queue with the connection
             del self._pickups[p.lease_id]
+        for p in self._pickups.values():
+            if p.state == "confirming":  # the broker may not have the reply: send it again
+                p.state = "replying"
         logger.warning("worker %s lost its broker connection (%s: %s); %d handler(s) keep running; "
                        "reconnecting", self.name, type(error).__name__, error, len(self._pickups))
         self._close()
@@ -403,10 +410,20 @@ class Worker:
     def _send_reply(self, p: _Pickup) -> None:
         props = pika.BasicProperties(correlation_id=p.request.call_id, content_type="application/json",
                                      delivery_mode=pika.DeliveryMode.Persistent, message_id=str(uuid.uuid4()))
-        self._ch.basic_publish("", p.reply_to, p.reply_body, props)  # blocks until confirmed
+        assert self._replies is not None
+        self._replies.publish("", p.reply_to, p.reply_body, props, p)
+        p.state = "confirming"
+
+    def _on_reply_confirmed(self, p: _Pickup, acked: bool) -> None:
+        """The broker has the reply: only now is the request acknowledged."""
+        if not acked:
+            logger.warning("the broker did not take the reply for call %s (nack); sending it again",
+                           p.request.call_id, extra=p.log_extra())
+            p.state = "replying"
+            return
         duration = time.monotonic() - p.started
         if p.generation == self._generation:
-            self._ch.basic_ack(p.tag)
+            amqp.nowait(self._ch).basic_ack(p.tag)
         else:
             logger.info("reply for call %s sent after a reconnect; the redelivered request will be refused",
                         p.request.call_id, extra=p.log_extra())
