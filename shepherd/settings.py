@@ -138,6 +138,8 @@ SHEPHERD_SHUTDOWN_GRACE = env_float("SHEPHERD_SHUTDOWN_GRACE", 30.0)
 SHEPHERD_PREFECT = env_bool("SHEPHERD_PREFECT", True)
 # Threads sending updates to Prefect (each pipeline's updates stay on one, in order).
 SHEPHERD_PREFECT_THREADS = env_int("SHEPHERD_PREFECT_THREADS", 4, minimum=1)
+# The mirror is background work: at a lower CPU priority it catches up when pipelines leave CPU free.
+SHEPHERD_PREFECT_NICE = env_int("SHEPHERD_PREFECT_NICE", 10, minimum=0)
 
 LOG_LEVEL = env_str("SHEPHERD_LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -68,7 +68,8 @@ class Daemon:
         self.config = config
         self.stopping = threading.Event()
         self.recorder: PrefectRecorder | MirrorProcess = (
-            MirrorProcess(threads=settings.SHEPHERD_PREFECT_THREADS) if config.prefect
+            MirrorProcess(threads=settings.SHEPHERD_PREFECT_THREADS, nice=settings.SHEPHERD_PREFECT_NICE)
+            if config.prefect
             else PrefectRecorder(enabled=False))
         # Replies stay on the daemon's durable reply queue until their result is in the database,
         # so a daemon killed in between finds them again when it restarts.
