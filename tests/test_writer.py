@@ -88,3 +88,11 @@ def test_a_write_nobody_waits_for_is_made_before_close_returns_and_its_failure_i
 
     assert list(Pipeline.objects.values_list("name", flat=True)) == ["later-kept"]
     assert "create_then_fail" in caplog.text and "later-lost cannot be stored" in caplog.text
+
+
+def test_a_closed_writer_refuses_new_writes_instead_of_leaving_them_waiting():
+    writer = Writer().start()
+    writer.close()
+
+    with pytest.raises(RuntimeError, match="writer is closed"):
+        writer.run(create, "too-late")

@@ -36,6 +36,8 @@ from shepherd_rpc import DecodeError, RpcClient, amqp
 logger = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     name: str

@@ -43,6 +43,8 @@ class Writer:
     def __init__(self, *, name: str = "db-writer") -> None:
         self._jobs: queue_module.SimpleQueue[_Job | None] = queue_module.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._closed = False
+        self._put_lock = threading.Lock()  # no job may be queued behind the stop sentinel
 
     def start(self) -> Writer:
         self._thread.start()
@@ -51,12 +53,19 @@ class Writer:
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in the writer's transaction; its result once committed."""
         future: Future[Any] = Future()
-        self._jobs.put(_Job(fn, args, kwargs, future))
+        self._put(_Job(fn, args, kwargs, future))
         return future.result()
 
     def run_later(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue a write nobody waits for (a failure is logged)."""
-        self._jobs.put(_Job(fn, args, kwargs))
+        self._put(_Job(fn, args, kwargs))
+
+    def _put(self, job: _Job | None) -> None:
+        with self._put_lock:
+            if self._closed:
+                raise RuntimeError("the database writer is closed; the daemon is stopping")
+            self._closed = job is None
+            self._jobs.put(job)
 
     @property
     def backlog(self) -> int:
@@ -65,8 +74,8 @@ class Writer:
 
     def close(self, timeout: float = 30.0) -> None:
         """Make every write queued so far, then stop."""
-        if self._thread.is_alive():
-            self._jobs.put(None)
+        if self._thread.is_alive() and not self._closed:
+            self._put(None)
             self._thread.join(timeout)
 
     # -- the writer thread ---------------------------------------------------------------
