@@ -156,3 +156,21 @@ def test_a_worker_whose_queue_is_deleted_declares_it_again_and_keeps_serving(rpc
     client = rpc.client("after-delete")
     assert client.call("echo", context={}, input={"token": "back"}, timeout=30, wait_limit=30).output == {
         "token": "back"}
+
+
+def test_a_request_the_broker_refused_to_route_is_published_again_once_the_topology_is_back(rpc: Rpc) -> None:
+    # Given a client that has already called the step, so it holds its queue as declared
+    worker = rpc.worker("w1")
+    client = rpc.client()
+    assert client.call("echo", context={}, input={"token": "before"}, timeout=30, wait_limit=30)
+
+    # When an operator deletes the steps exchange, and the next request is published to it
+    conn = open_connection()
+    conn.channel().exchange_delete(protocol.steps_exchange(rpc.prefix))
+    conn.close()
+    result = client.call("echo", context={}, input={"token": "after"}, timeout=30, wait_limit=30)
+
+    # Then the broker's closing of the publishing channel makes the client reconnect, declare the
+    # exchange and binding again and publish the unconfirmed request once more: it runs once
+    assert result.output == {"token": "after"}
+    assert count_done([worker]) == {"before": 1, "after": 1}
