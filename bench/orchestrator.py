@@ -62,8 +62,6 @@ class Setup:
     pg_admin_url: str | None = None  # set when this run created a PostgreSQL database
     pg_name: str | None = None
     journal: str = ""  # SQLite's journal mode, read back after migrating
-    #: the throughput phase's daemons after the first, with their logs (``--daemons``)
-    extra_daemons: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
     #: the machine is shared: the load others put on it is part of every number
     load_start: float = field(default_factory=lambda: os.getloadavg()[0])
 
@@ -160,31 +158,29 @@ def daemon_names(count: int) -> list[str]:
 
 
 @contextmanager
-def running_daemon(
+def running_daemons(
     setup: Setup, phase: str, count: int = 1
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """The daemon for one phase, stopped (SIGTERM, then waited for) when the phase ends.
+) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
+    """The daemons of one phase with their logs, stopped (SIGTERM, then waited for) when it ends.
 
-    With ``count`` > 1, that many daemons share the pool size (each ``--concurrency / count``) and
-    the first is the one yielded; the others' CPU is read through ``extra_daemons``.
+    With ``count`` > 1 they share the pool size (each gets ``--concurrency / count``); the first is
+    the one profiled.
     """
     from tests.support.processes import Processes
 
     (setup.workdir / phase).mkdir(parents=True, exist_ok=True)
     procs = Processes(setup.workdir / phase)
-    started = []
+    daemons = []
     for index, name in enumerate(daemon_names(count)):
         extra = [f"concurrency={max(1, setup.args.concurrency // count)}", f"name={name}"]
         if setup.args.prefect == "off":
             extra.append("no-prefect")
         label = "daemon" if index == 0 else f"daemon{index + 1}"
-        started.append(procs.daemon(*extra, label=label, **child_env(setup)))
-    process = started[0]
-    setup.extra_daemons = [(p, setup.workdir / phase / f"daemon{i}.log")
-                           for i, p in enumerate(started[1:], 2)]
-    profiler = start_profiler(setup, phase, process.pid)
+        daemons.append((procs.daemon(*extra, label=label, **child_env(setup)),
+                        setup.workdir / phase / f"{label}.log"))
+    profiler = start_profiler(setup, phase, daemons[0][0].pid)
     try:
-        yield process, setup.workdir / phase / "daemon.log"
+        yield daemons
     finally:
         procs.stop_all()
         if profiler is not None:
@@ -375,7 +371,7 @@ def step_segments(tag: str) -> dict[str, list[float]]:
 def latency_phase(setup: Setup, raw: RawBaseline) -> Latency:
     """One pipeline at a time, each followed by as many raw round trips as it has steps."""
     args, tag = setup.args, "lat"
-    with running_daemon(setup, "latency") as (daemon, log):
+    with running_daemons(setup, "latency") as [(daemon, log)]:
         for index in range(args.warmup + args.latency_runs):
             name, counted = ("warm", index) if index < args.warmup else (tag, index - args.warmup)
             create_pipelines(name, 1, args.steps, first=counted)
@@ -461,8 +457,8 @@ def throughput_phase(setup: Setup, run: int, worker_pids: list[int]) -> Burst:
     args, tag = setup.args, f"tp{run}x{setup.prefix.rsplit('-', 1)[-1]}"
     create_s = create_pipelines(tag, args.pipelines, args.steps)
     pids = {"workers": worker_pids, "broker": [pid] if (pid := broker_pid()) else []}
-    with running_daemon(setup, f"throughput{run}", args.daemons) as (daemon, log):
-        daemons = [(daemon, log), *setup.extra_daemons]
+    with running_daemons(setup, f"throughput{run}", args.daemons) as daemons:
+        daemon, log = daemons[0]
         cpu_start = sum(cpu_when_serving(process.pid, path) for process, path in daemons)
         others_start = others_cpu(pids)
         wait_final(tag, args.pipelines, args.timeout, daemon)
@@ -495,7 +491,7 @@ def memory_phase(setup: Setup, queued: int) -> Memory:
     """Peak RSS of the daemon over a fixed window of work with ``queued`` pipelines waiting."""
     args, tag = setup.args, f"mem{queued}"
     create_pipelines(tag, queued, args.steps)
-    with running_daemon(setup, tag) as (daemon, _):
+    with running_daemons(setup, tag) as [(daemon, _)]:
         time.sleep(args.memory_window)
         if daemon.poll() is not None:
             raise RuntimeError(f"the daemon exited with {daemon.returncode}; see its log")

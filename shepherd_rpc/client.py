@@ -408,7 +408,7 @@ class RpcClient:
     def _answer(self, claim: protocol.Claim, kind: protocol.AnswerType, reason: str = "") -> None:
         body = protocol.encode(protocol.Answer(kind, claim.call_id, claim.lease_id, reason))
         amqp.nowait(self._io).basic_publish("", claim.control_queue, body,
-                               pika.BasicProperties(correlation_id=claim.call_id))
+                                            pika.BasicProperties(correlation_id=claim.call_id))
 
     def _answer_probe(self, probe: _Probe) -> None:
         try:

@@ -28,7 +28,7 @@ from pipeline.models import Step
 from pipeline.orchestration import records
 from pipeline.orchestration.mirror_process import MirrorProcess
 from pipeline.orchestration.prefect_recorder import PrefectRecorder
-from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline
+from pipeline.orchestration.runner import Outcome, RunContext, run_pipeline, worker_label
 from pipeline.orchestration.writer import Writer
 from pipeline.services import record_event
 from shepherd_rpc import DecodeError, RpcClient, amqp
@@ -234,8 +234,7 @@ class Daemon:
     # -- helpers ------------------------------------------------------------------------
 
     def _on_claimed(self, pipeline_id: int, step: Step, worker: dict[str, Any]) -> None:
-        label = f"{worker.get('name') or '?'} ({worker.get('host')}, pid {worker.get('pid')})"
-        message = f"step {step.order_no} {step.name!r} picked up by worker {label}"
+        message = f"step {step.order_no} {step.name!r} picked up by {worker_label(worker)}"
         # The RPC thread must not wait for the database: nobody waits for this write.
         self.writer.run_later(record_event, pipeline_id, "picked_up", message, step=step, at=timezone.now())
 

@@ -74,8 +74,6 @@ def lease_release(pipeline_id: int, *, daemon: str, note: str) -> None:
         record_event(pipeline_id, "interrupted", note, level="warning")
 
 
-
-
 def step_start_attempt(step: Step, *, call_id: str, attempt: int) -> bool:
     """Mark an attempt running, with its call id, before its request is published.
 
@@ -107,13 +105,16 @@ def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], worker_la
 def step_attempt_failed(
     step: Step, *, error: dict[str, Any], worker: dict[str, Any] | None, final: bool
 ) -> None:
-    """Store an attempt's error; the step is ``failed`` only when no retry is left."""
+    """Store an attempt's error; with no retry left, the step and its pipeline fail together."""
     step.error, step.worker = error, worker or step.worker
     fields: dict[str, Any] = {"error": error, "worker": step.worker}
     if final:
         step.status, step.finished_at = Step.Status.FAILED, timezone.now()
         fields.update(status=step.status, finished_at=step.finished_at)
-    Step.objects.filter(pk=step.pk).update(**fields)
+    with transaction.atomic(savepoint=False):
+        Step.objects.filter(pk=step.pk).update(**fields)
+        if final:
+            _pipeline_failed(step.pipeline_id, step=step, error=error)
 
 
 def pipeline_succeeded(pipeline_id: int, *, output: Any) -> None:
@@ -123,17 +124,16 @@ def pipeline_succeeded(pipeline_id: int, *, output: Any) -> None:
         record_event(pipeline_id, "finished", "succeeded", at=now)
 
 
-def pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> None:
+def _pipeline_failed(pipeline_id: int, *, step: Step, error: dict[str, Any]) -> None:
     """Fail the pipeline with the step's error; the steps after it become ``skipped``."""
-    with transaction.atomic(savepoint=False):
-        Step.objects.filter(pipeline_id=pipeline_id, order_no__gt=step.order_no,
-                            status=Step.Status.PENDING).update(status=Step.Status.SKIPPED)
-        Pipeline.objects.filter(pk=pipeline_id).update(
-            status=Pipeline.Status.FAILED, error={**error, "step": step.name, "order_no": step.order_no},
-            finished_at=timezone.now(), lease_expires_at=None,
-        )
-        record_event(pipeline_id, "failed", f"failed at step {step.order_no} {step.name!r}: "
-                     f"{error.get('type')}: {error.get('message')}", step=step, level="error")
+    Step.objects.filter(pipeline_id=pipeline_id, order_no__gt=step.order_no,
+                        status=Step.Status.PENDING).update(status=Step.Status.SKIPPED)
+    Pipeline.objects.filter(pk=pipeline_id).update(
+        status=Pipeline.Status.FAILED, error={**error, "step": step.name, "order_no": step.order_no},
+        finished_at=timezone.now(), lease_expires_at=None,
+    )
+    record_event(pipeline_id, "failed", f"failed at step {step.order_no} {step.name!r}: "
+                 f"{error.get('type')}: {error.get('message')}", step=step, level="error")
 
 
 def pipeline_cancelled(pipeline_id: int) -> None:

@@ -127,7 +127,6 @@ def _run_step(pipeline_id: int, step: Step, data: Any, ctx: RunContext) -> tuple
             ctx.writer.run(records.step_attempt_failed, step, error=error, worker=worker, final=final)
             ctx.client.settle(step.call_id)
             if final:
-                ctx.writer.run(records.pipeline_failed, pipeline_id, step=step, error=error)
                 ctx.recorder.step_state(pipeline_id, step.pk, name=task_name, state="failed",
                                         message=error["message"])
                 return False, None
