@@ -35,7 +35,7 @@ def _names(vendor: str) -> dict[str, str]:
     del vendor  # the cache key: quoting is the backend's
     q = connection.ops.quote_name
     names = {key: q(model._meta.db_table) for model, key in _TABLE_KEYS.items()}
-    for model in (Pipeline, Step, PipelineEvent):
+    for model in _TABLE_KEYS:
         for f in model._meta.concrete_fields:
             names.setdefault(f.column, q(f.column))
     return names
@@ -86,7 +86,7 @@ def select(model: type[Model], where: str, params: list[Any], *, order_by: str =
     return instances
 
 
-def execute(template: str, params: list[Any]) -> int:
+def _execute(template: str, params: list[Any]) -> int:
     """Run one statement; the number of rows it changed."""
     with connection.cursor() as cursor:
         cursor.execute(_sql(template), params)
@@ -101,7 +101,7 @@ _INSERT_EVENT = (
 
 def insert_event(*, pipeline_id: int, step_id: int | None, at: datetime, level: str, event: str,
                  message: str, data: dict[str, Any] | None) -> None:
-    execute(_INSERT_EVENT, [pipeline_id, step_id, _prep(PipelineEvent, "created_at", at), level, event,
+    _execute(_INSERT_EVENT, [pipeline_id, step_id, _prep(PipelineEvent, "created_at", at), level, event,
                             message, _prep(PipelineEvent, "data", data)])
 
 
@@ -113,7 +113,7 @@ _CLAIM_QUEUED = (
 
 
 def claim_queued(pipeline_id: int, *, daemon: str, until: datetime, now: datetime) -> bool:
-    return bool(execute(_CLAIM_QUEUED, [
+    return bool(_execute(_CLAIM_QUEUED, [
         Pipeline.Status.RUNNING.value, daemon, _prep(Pipeline, "lease_expires_at", until),
         _prep(Pipeline, "started_at", now), pipeline_id, Pipeline.Status.QUEUED.value,
     ]))
@@ -130,7 +130,7 @@ _START_ATTEMPT = (
 
 def start_attempt(step: Step, *, attempt: int, call_id: str, started_at: datetime) -> bool:
     """False if the step's pipeline has a cancel request (nothing is changed then)."""
-    return bool(execute(_START_ATTEMPT, [
+    return bool(_execute(_START_ATTEMPT, [
         attempt, Step.Status.RUNNING.value, call_id, _prep(Step, "started_at", started_at), step.pk,
         step.pipeline_id,
     ]))
@@ -143,7 +143,7 @@ _STEP_SUCCEEDED = (
 
 
 def step_succeeded(step: Step, *, output: Any, worker: dict[str, Any], finished_at: datetime) -> None:
-    execute(_STEP_SUCCEEDED, [
+    _execute(_STEP_SUCCEEDED, [
         Step.Status.SUCCEEDED.value, _prep(Step, "output", output), _prep(Step, "worker", worker),
         _prep(Step, "finished_at", finished_at), step.pk,
     ])
@@ -156,7 +156,7 @@ _PIPELINE_SUCCEEDED = (
 
 
 def pipeline_succeeded(pipeline_id: int, *, output: Any, finished_at: datetime) -> None:
-    execute(_PIPELINE_SUCCEEDED, [
+    _execute(_PIPELINE_SUCCEEDED, [
         Pipeline.Status.SUCCEEDED.value, _prep(Pipeline, "output", output),
         _prep(Pipeline, "finished_at", finished_at), pipeline_id,
     ])
